@@ -1,0 +1,177 @@
+//! # jupyter-handshake
+//!
+//! The Jupyter kernel handshake (JEP 66) as a sans-IO state machine: no sockets, threads, clocks,
+//! files or randomness, `#![no_std]` + `alloc`. You own the event loop; this crate owns every
+//! protocol decision.
+//!
+//! In the classic scheme the *client* picks five free ports and the kernel binds them later:
+//! anything that grabs a port in between kills the kernel with `Address already in use`. With the
+//! handshake the launcher binds a registration socket first, the kernel binds its five channels
+//! on port 0, registers the ports it actually got with a signed `handshake_request`, and waits
+//! for a `handshake_reply`. No window, no race.
+//!
+//! ## A complete handshake, in memory
+//!
+//! Both machines are driven the same way: feed an input with the current time
+//! (`handle_input`), then drain `poll_output` until it returns [`Output::Timeout`]. Here the
+//! "network" is a function call and the "clock" a number.
+//!
+//! ```
+//! use jupyter_handshake::*;
+//! use core::time::Duration;
+//!
+//! let key = Key::new("a0436f6c-1916-498b-8eb9-e81ab9368e84");
+//! let mut now = Instant::from_micros(1_700_000_000_000_000);
+//!
+//! // The launcher asks for a registration socket; we "bind" it on port 5555.
+//! let mut launcher = LauncherHandshake::new(LauncherConfig { key, ..Default::default() });
+//! let Output::Action(LauncherAction::BindRegistration { .. }) = launcher.poll_output() else { panic!() };
+//! launcher.handle_input(now, LauncherInput::RegistrationBound { port: 5555 })?;
+//!
+//! // It hands back the registration file to write and the deadline to wait until.
+//! let mut file = None;
+//! loop {
+//!     match launcher.poll_output() {
+//!         Output::Action(LauncherAction::WriteRegistrationFile(f)) => file = Some(f.to_json_pretty()),
+//!         Output::Timeout(deadline) => { assert_eq!(deadline, Some(now + Duration::from_secs(30))); break }
+//!         _ => {}
+//!     }
+//! }
+//!
+//! // The kernel reads that file, binds its channels on port 0 and registers.
+//! let file = KernelFile::from_json(&file.unwrap())?;
+//! let mut kernel = KernelHandshake::new(file, KernelConfig::default());
+//! let mut to_launcher = Vec::new();
+//! let mut to_kernel = Vec::new();
+//! let mut pump = |kernel: &mut KernelHandshake, now| loop {
+//!     match kernel.poll_output() {
+//!         Output::Action(KernelAction::BindChannels { .. }) => {
+//!             let ports = KernelPorts { shell: 40001, iopub: 40002, stdin: 40003, control: 40004, hb: 40005 };
+//!             kernel.handle_input(now, KernelInput::Bound(ports)).unwrap();
+//!         }
+//!         Output::Action(KernelAction::ConnectRegistration { endpoint }) => {
+//!             assert_eq!(endpoint, "tcp://127.0.0.1:5555");
+//!             kernel.handle_input(now, KernelInput::RegistrationConnected).unwrap();
+//!         }
+//!         Output::Transmit(t) => to_launcher.push(t.frames),
+//!         Output::Event(_) => {}
+//!         Output::Timeout(_) => break,
+//!     }
+//! };
+//! pump(&mut kernel, now);
+//! assert_eq!(kernel.state(), KernelState::AwaitingReply);
+//!
+//! // The request crosses over (a ROUTER would prepend the peer's identity).
+//! now = now + Duration::from_millis(3);
+//! for frames in to_launcher.drain(..) {
+//!     let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+//!     launcher.handle_input(now, LauncherInput::Received(&frames))?;
+//! }
+//! loop {
+//!     match launcher.poll_output() {
+//!         Output::Transmit(t) => to_kernel.push(t.frames),
+//!         Output::Event(LauncherEvent::Registered { connection, .. }) => assert_eq!(connection.ports.shell, 40001),
+//!         Output::Timeout(deadline) => { assert_eq!(deadline, None); break }
+//!         _ => {}
+//!     }
+//! }
+//! assert_eq!(launcher.state(), LauncherState::Connected);
+//!
+//! // The reply crosses back; the kernel is connected.
+//! for frames in to_kernel.drain(..) {
+//!     let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+//!     kernel.handle_input(now, KernelInput::Received(&frames))?;
+//! }
+//! assert_eq!(kernel.state(), KernelState::Connected);
+//! assert_eq!(kernel.connection(), launcher.connection());
+//! # Ok::<(), Box<dyn core::error::Error>>(())
+//! ```
+//!
+//! Over real sockets the loop is the same: the `jupyter-handshake-zmq` adapters in this workspace
+//! drive these machines over ZeroMQ, and are the reference for embedding them in an event loop
+//! of your own.
+//!
+//! ## The driving contract
+//!
+//! 1. Create the machine; drain `poll_output`.
+//! 2. Do every [`Output::Action`] (bind, connect, write a file) and report the result as an input.
+//!    Send every [`Output::Transmit`] on the registration socket. Log or act on events.
+//! 3. [`Output::Timeout`] means "drained": wait for a message, a process exit, a file change, or
+//!    the deadline it names, whichever comes first; feed it in (`Timeout` for the deadline) and go
+//!    to 2.
+//!
+//! Rules that make this safe to drive from any loop:
+//! * Every input carries `now`, and a passed deadline is acted on before the input is looked at;
+//!   an early `Timeout` is a harmless no-op.
+//! * Deadlines are armed only at state transitions, inside `handle_input`, never while polling;
+//!   `poll_output` never changes the state.
+//! * Anything received that fails decoding, verification or checks is reported as a `Rejected`
+//!   event and changes nothing. Only the driver's own mistakes return `Err` ([`UsageError`]).
+//! * `Connected` and `Failed` are terminal.
+//!
+//! ## States
+//!
+//! Kernel side ([`KernelState`]):
+//!
+//! ```text
+//! Init ─Bound(ports)→ Bound ─RegistrationConnected→ AwaitingReply ─reply ok→ [Registered ─IOPub sub→] Connected
+//!   │ (classic file: Init ─Bound(ports)→ [Registered →] Connected)            │
+//!   └──────────── deadline, status error, connection lost, abort ─────────────┴──→ Failed
+//! ```
+//!
+//! Launcher side ([`LauncherState`]):
+//!
+//! ```text
+//! Init ─RegistrationBound(port)→ Bound ─verified handshake_request | file rewritten by the kernel→ Connected
+//!                                  └──────────── deadline, kernel exited, abort ───────────────→ Failed
+//! classic(ports): Init → Connected at once
+//! ```
+//!
+//! The details of each transition are in the [`kernel`] and [`launcher`] module docs.
+//!
+//! ## Modules
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`wire`] | multipart framing: split (zero-copy, zero-alloc) and join |
+//! | [`sign`] | HMAC keys, signing, constant-time verification |
+//! | [`message`] | headers, handshake messages, a [`Session`] that builds signed messages |
+//! | [`connection`] | connection and registration files |
+//! | [`kernel`] | the kernel-side machine |
+//! | [`launcher`] | the launcher-side machine |
+//! | [`time`] | [`Instant`]: time as a value |
+//!
+//! Secrets: [`Key`] and the files holding one never print the key in `Debug`, and no error or
+//! event carries a key or the raw bytes of a received frame.
+
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod connection;
+mod json;
+pub mod kernel;
+pub mod launcher;
+pub mod message;
+mod output;
+pub mod sign;
+pub mod time;
+pub mod wire;
+
+pub use connection::{ConnectionFile, KernelFile, KernelPorts, RegistrationFile, Transport};
+pub use json::{JsonError, JsonKind};
+pub use kernel::{
+    KernelAction, KernelConfig, KernelEvent, KernelHandshake, KernelInput, KernelOutput,
+    KernelState,
+};
+pub use launcher::{
+    Evidence, LauncherAction, LauncherConfig, LauncherEvent, LauncherHandshake, LauncherInput,
+    LauncherOutput, LauncherState,
+};
+pub use message::Session;
+pub use output::{Failure, Output, Rejection, Transmit, UsageError, Waiting};
+pub use sign::{Key, SignatureScheme, Signer};
+pub use time::Instant;
