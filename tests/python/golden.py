@@ -230,6 +230,28 @@ def main() -> int:
         )[0]
     )
 
+    # Reply to the request our own kernel machine sends first when its session id is
+    # "golden-kernel" (msg_id "golden-kernel_1"): lets core feed jupyter_client's reply
+    # straight into a KernelHandshake.
+    core_request_header = {
+        "msg_id": "golden-kernel_1",
+        "session": "golden-kernel",
+        "username": "kernel",
+        "date": "2026-11-28T04:00:00.000000Z",
+        "msg_type": "handshake_request",
+        "version": "5.5",
+    }
+    cases.append(
+        build(
+            "handshake_reply_to_core_kernel",
+            key=KEY_SHA256,
+            scheme="hmac-sha256",
+            msg_type="handshake_reply",
+            content={"status": "ok"},
+            parent=core_request_header,
+        )[0]
+    )
+
     cases.append(
         build(
             "kernel_info_request_sha384",
