@@ -145,6 +145,7 @@
 //! event carries a key or the raw bytes of a received frame.
 
 #![no_std]
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 extern crate alloc;
