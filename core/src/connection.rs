@@ -295,6 +295,11 @@ impl ExtraFields {
         self.0.insert(name.into(), value)
     }
 
+    /// The names of the preserved fields, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     /// Number of preserved fields.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -153,6 +153,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod connection;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod json;
 pub mod kernel;
 pub mod launcher;

@@ -1,0 +1,456 @@
+//! Bodies of the fuzz targets (feature `fuzzing`).
+//!
+//! Each takes the raw fuzzer input, so that `fuzz/fuzz_targets/*.rs` are one-liners and the
+//! committed corpus is replayed through the very same code by `cargo test` on stable
+//! (`core/tests/fuzz_corpus.rs`). Structured inputs are decoded from the bytes with `arbitrary`.
+//! Every body panics only when a property users rely on is broken.
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use arbitrary::Unstructured;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Sha256, Sha384, Sha512};
+
+use crate::connection::{KernelFile, KernelPorts, RegistrationFile, Transport};
+use crate::kernel::{KernelConfig, KernelEvent, KernelHandshake, KernelInput, KernelState};
+use crate::launcher::{LauncherConfig, LauncherEvent, LauncherHandshake, LauncherInput};
+use crate::message::{self, HANDSHAKE_REPLY, HANDSHAKE_REQUEST, Session};
+use crate::output::Output;
+use crate::sign::{Key, SignatureScheme, Signer};
+use crate::time::Instant;
+use crate::wire::{self, DELIMITER, Limits};
+
+// Inputs are decoded front to back with `Unstructured::int_in_range` and `bytes` only, so a seed
+// can be written byte for byte from a real message (`fuzz/seeds.py` does): a one-byte choice is
+// `byte % (choices)`, a length is two bytes big-endian, and the bytes follow.
+
+fn scheme(u: &mut Unstructured<'_>) -> SignatureScheme {
+    match u.int_in_range(0..=2u8).unwrap_or(0) {
+        0 => SignatureScheme::HmacSha256,
+        1 => SignatureScheme::HmacSha384,
+        _ => SignatureScheme::HmacSha512,
+    }
+}
+
+/// A length-prefixed byte string: two bytes big-endian, then the bytes (cut short at the end).
+fn take<'a>(u: &mut Unstructured<'a>) -> &'a [u8] {
+    let len = usize::from(u.int_in_range(0..=u16::MAX).unwrap_or(0));
+    u.bytes(len.min(u.len())).unwrap_or(&[])
+}
+
+/// A frame list: a count byte (mod 17), then per frame a kind byte: 0 (mod 4) is the
+/// delimiter, anything else a length-prefixed frame.
+fn frames(u: &mut Unstructured<'_>) -> Vec<Vec<u8>> {
+    let n = u.int_in_range(0..=16usize).unwrap_or(0);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        if u.int_in_range(0..=3u8).unwrap_or(1) == 0 {
+            out.push(DELIMITER.to_vec());
+        } else {
+            out.push(take(u).to_vec());
+        }
+    }
+    out
+}
+
+/// `wire_split`: never panics; what splits re-joins to the same frames.
+pub fn wire_split(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let frames = frames(&mut u);
+    // Byte 0: 0 means the default limits, anything else small ones that bite.
+    let limits = match u.int_in_range(0..=255u8).unwrap_or(0) {
+        0 => Limits::default(),
+        n => Limits {
+            max_frame_len: usize::from(n) * 16,
+            max_frames: usize::from(n % 17),
+        },
+    };
+    let Ok(message) = wire::split(&frames, &limits) else {
+        return;
+    };
+    let mut rejoined: Vec<&[u8]> = message.identities().iter().map(Vec::as_slice).collect();
+    rejoined.push(DELIMITER);
+    rejoined.push(message.signature());
+    // Verification with an empty key always succeeds and exposes the parts.
+    let signer = Signer::new(SignatureScheme::HmacSha256, &Key::default());
+    let verified = message
+        .verify(&signer)
+        .expect("an unsigned signer accepts anything");
+    rejoined.extend(verified.parts().as_array());
+    rejoined.extend(verified.buffers().iter().map(Vec::as_slice));
+    assert_eq!(
+        rejoined,
+        frames.iter().map(Vec::as_slice).collect::<Vec<_>>()
+    );
+    assert!(
+        verified
+            .identities()
+            .iter()
+            .all(|f| f.as_slice() != DELIMITER)
+    );
+}
+
+fn independent_hmac(scheme: SignatureScheme, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    fn run<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+        for p in parts {
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().to_vec()
+    }
+    match scheme {
+        SignatureScheme::HmacSha256 => run::<Hmac<Sha256>>(key, parts),
+        SignatureScheme::HmacSha384 => run::<Hmac<Sha384>>(key, parts),
+        SignatureScheme::HmacSha512 => run::<Hmac<Sha512>>(key, parts),
+    }
+}
+
+/// `verify`: never panics, and never accepts a frame set whose signature was not produced
+/// with that key (checked against the `hmac` crate directly).
+pub fn verify(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let key = String::from_utf8_lossy(take(&mut u)).into_owned();
+    let scheme = scheme(&mut u);
+    let sign_properly = u.int_in_range(0..=2u8).unwrap_or(1) == 0;
+    let mut frames = frames(&mut u);
+    let signer = Signer::new(scheme, &Key::new(key.as_str()));
+    if sign_properly {
+        // Put a correct signature in place so the accepting path is exercised too.
+        if let Some(at) = frames.iter().position(|f| f.as_slice() == DELIMITER) {
+            let parts: Vec<Vec<u8>> = frames.iter().skip(at + 2).take(4).cloned().collect();
+            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            let signature = signer.sign(&refs);
+            if let Some(slot) = frames.get_mut(at + 1) {
+                *slot = signature.as_bytes().to_vec();
+            }
+        }
+    }
+    let Ok(message) = wire::split(&frames, &Limits::default()) else {
+        return;
+    };
+    let signature = message.signature().to_vec();
+    if let Ok(verified) = message.verify(&signer) {
+        if !key.is_empty() {
+            let expected = independent_hmac(scheme, key.as_bytes(), &verified.parts().as_array());
+            let mut hex = vec![0u8; expected.len() * 2];
+            hex::encode_to_slice(&expected, &mut hex).expect("sized for the digest");
+            assert_eq!(signature, hex, "accepted a signature not made with the key");
+        }
+    }
+}
+
+/// `connection_file`: never panics; what is accepted round-trips, unknown fields included.
+pub fn connection_file(data: &[u8]) {
+    let Ok(file) = KernelFile::from_json(data) else {
+        return;
+    };
+    let written = match &file {
+        KernelFile::Connection(c) => c.to_json_pretty(),
+        KernelFile::Registration(r) => r.to_json_pretty(),
+    };
+    let again = KernelFile::from_json(&written).expect("what we write we can read");
+    assert_eq!(again.kind(), file.kind());
+    assert!(again.key().ct_eq(file.key()));
+    match (&file, &again) {
+        (KernelFile::Connection(a), KernelFile::Connection(b)) => {
+            assert_eq!(
+                (
+                    a.transport,
+                    &a.ip,
+                    a.signature_scheme,
+                    a.ports,
+                    &a.kernel_name
+                ),
+                (
+                    b.transport,
+                    &b.ip,
+                    b.signature_scheme,
+                    b.ports,
+                    &b.kernel_name
+                )
+            );
+            assert!(a.extra.names().eq(b.extra.names()));
+        }
+        (KernelFile::Registration(a), KernelFile::Registration(b)) => {
+            assert_eq!(
+                (a.transport, &a.ip, a.signature_scheme, a.registration_port),
+                (b.transport, &b.ip, b.signature_scheme, b.registration_port)
+            );
+            assert!(a.extra.names().eq(b.extra.names()));
+        }
+        _ => unreachable!("kinds compared above"),
+    }
+}
+
+const FUZZ_KEY: &str = "fuzz-key";
+
+fn fuzz_ports(u: &mut Unstructured<'_>) -> KernelPorts {
+    // Mostly valid, sometimes 0 or a duplicate, so every validation path is reached.
+    let mut p = || match u.int_in_range(0..=7u16).unwrap_or(1) {
+        0 => 0,
+        n => 40_000 + n,
+    };
+    KernelPorts {
+        shell: p(),
+        iopub: p(),
+        stdin: p(),
+        control: p(),
+        hb: p(),
+    }
+}
+
+/// `kernel_machine`: arbitrary inputs and clock steps, including correctly signed replies.
+pub fn kernel_machine(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let registration = RegistrationFile::new(
+        Transport::Tcp,
+        "127.0.0.1",
+        SignatureScheme::HmacSha256,
+        Key::new(FUZZ_KEY),
+        5555,
+    );
+    let classic = u.int_in_range(0..=7u8).unwrap_or(1) == 0;
+    let file = if classic {
+        KernelFile::Connection(registration.with_ports(fuzz_ports(&mut u)))
+    } else {
+        KernelFile::Registration(registration)
+    };
+    let config = KernelConfig {
+        wait_for_iopub: (u.int_in_range(0..=1u8).unwrap_or(0) == 1)
+            .then_some(Duration::from_millis(500)),
+        ack_timeout: Duration::from_millis(u.int_in_range(1..=2000u64).unwrap_or(1000)),
+        session_id: "fuzz-kernel".into(),
+        ..KernelConfig::default()
+    };
+    let mut kernel = KernelHandshake::new(file, config);
+    let mut launcher_session = Session::new(
+        "fuzz-launcher",
+        "launcher",
+        Signer::new(SignatureScheme::HmacSha256, &Key::new(FUZZ_KEY)),
+    );
+    let mut now = Instant::from_micros(1_000_000);
+    let mut bound: Option<KernelPorts> = None;
+    let mut request_header: Option<Vec<u8>> = None;
+    let mut steps = 0;
+    while !u.is_empty() && steps < 64 {
+        steps += 1;
+        now = now + Duration::from_millis(u.int_in_range(0..=600u64).unwrap_or(0));
+        let (state, deadline) = (kernel.state(), kernel.poll_timeout());
+        let op = u.int_in_range(0..=9u8).unwrap_or(0);
+        let frames: Vec<Vec<u8>> = match op {
+            4..=6 => {
+                // A reply signed with the right key: to our request or to another one.
+                let parent = if op == 4 || op == 5 {
+                    request_header.clone()
+                } else {
+                    Some(take(&mut u).to_vec())
+                };
+                let content: &[u8] = match op {
+                    4 => br#"{"status":"ok"}"#,
+                    5 => br#"{"status":"error","error":"fuzz"}"#,
+                    _ => br#"{"status":"ok","capabilities":{}}"#,
+                };
+                let no_ids: [&[u8]; 0] = [];
+                launcher_session
+                    .message(
+                        now,
+                        &no_ids,
+                        HANDSHAKE_REPLY,
+                        parent.as_deref(),
+                        None,
+                        content,
+                    )
+                    .1
+            }
+            7 => frames(&mut u),
+            _ => vec![],
+        };
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let input = match op {
+            0 => {
+                let p = fuzz_ports(&mut u);
+                KernelInput::Bound(p)
+            }
+            1 => KernelInput::RegistrationConnected,
+            2 => KernelInput::IopubSubscribed,
+            3 => KernelInput::Timeout,
+            4..=7 => KernelInput::Received(&refs),
+            8 => KernelInput::ConnectionLost,
+            _ => {
+                if u.int_in_range(0..=3u8).unwrap_or(1) == 0 {
+                    KernelInput::Abort
+                } else {
+                    KernelInput::Timeout
+                }
+            }
+        };
+        let result = kernel.handle_input(now, input);
+        if let (Ok(()), KernelInput::Bound(p)) = (&result, input) {
+            bound = Some(p);
+        }
+        let mut rejected_only = true;
+        loop {
+            match kernel.poll_output() {
+                Output::Transmit(t) => {
+                    rejected_only = false;
+                    request_header = t.frames.get(2).cloned();
+                }
+                Output::Event(KernelEvent::Rejected(_)) => {}
+                Output::Event(KernelEvent::Connected(c)) => {
+                    rejected_only = false;
+                    assert_eq!(Some(c.ports), bound, "connected with ports never bound");
+                }
+                Output::Event(_) | Output::Action(_) => rejected_only = false,
+                Output::Timeout(t) => {
+                    assert_eq!(t, kernel.poll_timeout());
+                    break;
+                }
+            }
+        }
+        if result.is_err() || rejected_only {
+            assert_eq!(kernel.state(), state, "a rejected input changed the state");
+            assert_eq!(kernel.poll_timeout(), deadline);
+        }
+        if state.is_terminal() {
+            assert_eq!(kernel.state(), state, "left a terminal state");
+            assert_eq!(kernel.poll_timeout(), None);
+        }
+        if kernel.state() == state {
+            assert_eq!(
+                kernel.poll_timeout(),
+                deadline,
+                "deadline moved without a transition"
+            );
+        }
+        if kernel.state() == KernelState::Connected {
+            assert_eq!(kernel.connection().map(|c| c.ports), bound);
+        }
+    }
+}
+
+/// `launcher_machine`: arbitrary inputs and clock steps, including correctly signed requests and
+/// file rewrites; Connected only with ports a key holder actually sent.
+pub fn launcher_machine(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let config = LauncherConfig {
+        key: Key::new(FUZZ_KEY),
+        registration_timeout: Duration::from_millis(u.int_in_range(1..=5000u64).unwrap_or(3000)),
+        session_id: "fuzz-launcher".into(),
+        ..LauncherConfig::default()
+    };
+    let mut launcher = LauncherHandshake::new(config);
+    let mut kernel_session = Session::new(
+        "fuzz-kernel",
+        "kernel",
+        Signer::new(SignatureScheme::HmacSha256, &Key::new(FUZZ_KEY)),
+    );
+    let mut offered: Vec<KernelPorts> = Vec::new();
+    let mut now = Instant::from_micros(1_000_000);
+    let mut steps = 0;
+    while !u.is_empty() && steps < 64 {
+        steps += 1;
+        now = now + Duration::from_millis(u.int_in_range(0..=1500u64).unwrap_or(0));
+        let (state, deadline) = (launcher.state(), launcher.poll_timeout());
+        let op = u.int_in_range(0..=8u8).unwrap_or(0);
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        let mut file: Vec<u8> = Vec::new();
+        match op {
+            1 | 2 => {
+                // A request signed with the right key (the real kernel, or a key holder).
+                let ports = fuzz_ports(&mut u);
+                offered.push(ports);
+                let ids: [&[u8]; 2] = [b"peer", b""];
+                frames = kernel_session
+                    .message(
+                        now,
+                        &ids,
+                        HANDSHAKE_REQUEST,
+                        None,
+                        None,
+                        &message::request_content(&ports),
+                    )
+                    .1;
+            }
+            3 => frames = self::frames(&mut u),
+            4 => {
+                // The kernel's rewrite (right or wrong key), or arbitrary bytes.
+                if u.int_in_range(0..=1u8).unwrap_or(0) == 1 {
+                    let ports = fuzz_ports(&mut u);
+                    let key = if u.int_in_range(0..=1u8).unwrap_or(0) == 0 {
+                        offered.push(ports);
+                        FUZZ_KEY
+                    } else {
+                        "other"
+                    };
+                    let reg = RegistrationFile::new(
+                        Transport::Tcp,
+                        "127.0.0.1",
+                        SignatureScheme::HmacSha256,
+                        Key::new(key),
+                        5555,
+                    );
+                    file = reg.with_ports(ports).to_json_pretty();
+                } else {
+                    file = take(&mut u).to_vec();
+                }
+            }
+            _ => {}
+        }
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let input = match op {
+            0 => LauncherInput::RegistrationBound {
+                port: u.int_in_range(0..=u16::MAX).unwrap_or(0),
+            },
+            1..=3 => LauncherInput::Received(&refs),
+            4 => LauncherInput::FileChanged(&file),
+            5 => LauncherInput::KernelExited {
+                code: match u.int_in_range(0..=255u8).unwrap_or(0) {
+                    0 => None,
+                    n => Some(i32::from(n)),
+                },
+            },
+            6 => LauncherInput::Abort,
+            _ => LauncherInput::Timeout,
+        };
+        let result = launcher.handle_input(now, input);
+        let mut rejected_only = true;
+        loop {
+            match launcher.poll_output() {
+                Output::Event(LauncherEvent::Rejected(_)) => {}
+                Output::Event(LauncherEvent::Registered { connection, .. }) => {
+                    rejected_only = false;
+                    assert!(
+                        offered.contains(&connection.ports),
+                        "registered ports no key holder sent"
+                    );
+                }
+                Output::Transmit(_) | Output::Event(_) | Output::Action(_) => rejected_only = false,
+                Output::Timeout(t) => {
+                    assert_eq!(t, launcher.poll_timeout());
+                    break;
+                }
+            }
+        }
+        if result.is_err() || rejected_only {
+            assert_eq!(
+                launcher.state(),
+                state,
+                "a rejected input changed the state"
+            );
+            assert_eq!(launcher.poll_timeout(), deadline);
+        }
+        if state.is_terminal() {
+            assert_eq!(launcher.state(), state, "left a terminal state");
+        }
+        if launcher.state() == state {
+            assert_eq!(
+                launcher.poll_timeout(),
+                deadline,
+                "deadline moved without a transition"
+            );
+        }
+    }
+}
