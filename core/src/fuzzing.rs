@@ -288,7 +288,7 @@ pub fn kernel_machine(data: &[u8]) {
             }
         };
         let result = kernel.handle_input(now, input);
-        if let (Ok(()), KernelInput::Bound(p)) = (&result, input) {
+        if let (Ok(()), KernelInput::Bound(p), KernelState::Init) = (&result, input, state) {
             bound = Some(p);
         }
         let mut rejected_only = true;
