@@ -1,1 +1,59 @@
-//! ZeroMQ drivers for the `jupyter-handshake` core (filled in by the blocking-adapter work).
+//! # jupyter-handshake-zmq
+//!
+//! Thin ZeroMQ drivers for the [`jupyter_handshake`] sans-IO core: they bind, connect, send,
+//! receive, sleep until the core's deadline, write files, spawn and watch kernel processes, and
+//! report all of it to the core's machines. Every protocol decision — is this message valid, is
+//! the file rewritten, has the time run out — is the core's.
+//!
+//! * [`blocking`] (feature `blocking`, on by default): the kernel side
+//!   ([`start_kernel`](blocking::kernel::start_kernel)), the launcher side
+//!   ([`launch`](blocking::launcher::launch)) and a small [`Client`](blocking::client::Client),
+//!   over the `zmq` crate (libzmq 4.3, bundled).
+//! * [`clock`], [`files`], [`kernelspec`], [`error`]: what any driver needs — the core's timeline,
+//!   private atomic files, the Jupyter runtime dir, keys and session ids, kernelspecs and the
+//!   launch mode they imply.
+//!
+//! Launching a kernel race-free and talking to it:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use jupyter_handshake_zmq::blocking::{Client, LaunchOptions, launch};
+//! use jupyter_handshake_zmq::KernelSpec;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let spec = KernelSpec::read("/usr/share/jupyter/kernels/python3".as_ref())?;
+//! let options = LaunchOptions { mode: spec.launch_mode(), ..LaunchOptions::default() };
+//! let ctx = zmq::Context::new();
+//! let mut launched = launch(&ctx, &spec.argv, &options, &mut |at, event| {
+//!     eprintln!("{} {event:?}", at.to_iso8601());
+//! })?;
+//! let mut client = Client::connect(&ctx, &launched.connection)?;
+//! let info = client.wait_for_ready(Duration::from_secs(10))?;
+//! println!("{} registered after {:?} ({:?})", info["implementation"], launched.registered_after, launched.evidence);
+//! client.shutdown(Duration::from_secs(5))?;
+//! launched.child.wait()?;
+//! launched.remove_file()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Secrets: no `Display` or `Debug` of this crate shows a connection key; keys only ever go
+//! into files written with mode 0600.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod clock;
+pub mod error;
+pub mod files;
+pub mod kernelspec;
+
+#[cfg(feature = "blocking")]
+pub mod blocking;
+
+pub use clock::Clock;
+pub use error::{Error, LaunchError};
+pub use kernelspec::{KernelSpec, LaunchMode};
+
+/// The core crate, re-exported so callers use the same version as the drivers.
+pub use jupyter_handshake;
+#[cfg(feature = "blocking")]
+/// The `zmq` crate, re-exported so callers use the same version as the drivers.
+pub use zmq;

@@ -1,0 +1,439 @@
+//! A small blocking client for a running kernel: enough to prove a launch worked.
+//!
+//! It connects the way ark's test frontend and jupyter_client do: shell and control DEALERs,
+//! a stdin DEALER with the **same** ZeroMQ identity as the shell one (the spec requires it for
+//! input requests to reach the right frontend), an IOPub SUB subscribed to everything *before*
+//! it connects, and a heartbeat REQ. Messages are signed with the core's [`Session`] and read
+//! with [`wire::split`] and verification; anything that fails verification is dropped. Replies
+//! are matched to requests by `parent_header.msg_id`; other messages are skipped.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use jupyter_handshake_zmq::blocking::{client::Client, launcher::{LaunchOptions, launch}};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ctx = zmq::Context::new();
+//! let argv = ["python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"].map(String::from);
+//! let mut launched = launch(&ctx, &argv, &LaunchOptions::default(), &mut |_, _| {})?;
+//! let mut client = Client::connect(&ctx, &launched.connection)?;
+//! let info = client.wait_for_ready(Duration::from_secs(10))?;
+//! println!("{}", info["implementation"]);
+//! client.shutdown(Duration::from_secs(5))?;
+//! launched.child.wait()?;
+//! launched.remove_file()?;
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use jupyter_handshake::message::Header;
+use jupyter_handshake::wire::{self, Limits};
+use jupyter_handshake::{ConnectionFile, Session, Signer};
+use serde_json::{Value, json};
+
+use super::{configure, connect, poll, send, socket, try_recv};
+use crate::clock::{Clock, poll_millis};
+use crate::error::Error;
+use crate::files::{new_session_id, random_hex};
+
+/// A request-reply channel of a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Shell: execution, introspection, `kernel_info`.
+    Shell,
+    /// Control: `shutdown`, `interrupt`, debugging; not queued behind execution.
+    Control,
+    /// Stdin: replies to the kernel's input requests.
+    Stdin,
+}
+
+impl Channel {
+    /// The channel's name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Shell => "shell",
+            Self::Control => "control",
+            Self::Stdin => "stdin",
+        }
+    }
+}
+
+/// What an `execute_request` produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecuteOutcome {
+    /// The `execute_reply` content (`status`, `execution_count`, …).
+    pub reply: Value,
+    /// IOPub messages parented to the request, in order, as `(msg_type, content)`: `status`
+    /// busy, `execute_input`, `stream`, `execute_result`, `error`, `status` idle…
+    pub iopub: Vec<(String, Value)>,
+}
+
+/// A connected client of one kernel.
+pub struct Client {
+    ctx: zmq::Context,
+    connection: ConnectionFile,
+    session: Session,
+    clock: Clock,
+    limits: Limits,
+    shell: zmq::Socket,
+    control: zmq::Socket,
+    stdin: zmq::Socket,
+    iopub: zmq::Socket,
+    hb: zmq::Socket,
+}
+
+/// A verified message, as far as the client cares.
+struct Received {
+    msg_type: String,
+    parent_msg_id: Option<String>,
+    content: Value,
+}
+
+/// How many messages a wait dropped as invalid, and why the last one was.
+#[derive(Default)]
+struct Dropped {
+    count: usize,
+    last: Option<String>,
+}
+
+impl Dropped {
+    fn note(&mut self, reason: String) {
+        self.count += 1;
+        self.last = Some(reason);
+    }
+
+    fn timeout(self, waiting_for: String, waited: Duration) -> Error {
+        Error::Timeout {
+            waiting_for,
+            waited,
+            dropped: self.count,
+            last_dropped: self.last,
+        }
+    }
+}
+
+impl Client {
+    /// Connects to the kernel described by `connection`. Connecting does not wait for the
+    /// kernel: use [`wait_for_ready`](Self::wait_for_ready) before relying on IOPub.
+    pub fn connect(ctx: &zmq::Context, connection: &ConnectionFile) -> Result<Self, Error> {
+        let shell = socket(ctx, zmq::DEALER, "shell")?;
+        let stdin = socket(ctx, zmq::DEALER, "stdin")?;
+        // Printable, and never starting with a zero byte (reserved by libzmq).
+        let identity = random_hex(16)
+            .map_err(|_| Error::Internal("the OS gave no random bytes for a ZeroMQ identity"))?;
+        for (s, name) in [(&shell, "shell"), (&stdin, "stdin")] {
+            s.set_identity(identity.as_bytes())
+                .map_err(|source| configure(name, source))?;
+        }
+        let control = socket(ctx, zmq::DEALER, "control")?;
+        let iopub = socket(ctx, zmq::SUB, "iopub")?;
+        iopub
+            .set_subscribe(b"")
+            .map_err(|source| configure("iopub", source))?;
+        let hb = socket(ctx, zmq::REQ, "heartbeat")?;
+        let ports = &connection.ports;
+        connect(&shell, "shell", &connection.endpoint(ports.shell))?;
+        connect(&stdin, "stdin", &connection.endpoint(ports.stdin))?;
+        connect(&control, "control", &connection.endpoint(ports.control))?;
+        connect(&iopub, "iopub", &connection.endpoint(ports.iopub))?;
+        connect(&hb, "heartbeat", &connection.endpoint(ports.hb))?;
+        let signer = Signer::new(connection.signature_scheme, &connection.key);
+        let username = std::env::var("USER").unwrap_or_else(|_| "username".into());
+        Ok(Self {
+            ctx: ctx.clone(),
+            connection: connection.clone(),
+            session: Session::new(new_session_id(), username, signer),
+            clock: Clock::new(),
+            limits: Limits::default(),
+            shell,
+            control,
+            stdin,
+            iopub,
+            hb,
+        })
+    }
+
+    /// The connection information this client uses.
+    pub fn connection(&self) -> &ConnectionFile {
+        &self.connection
+    }
+
+    /// The `session` of this client's headers.
+    pub fn session_id(&self) -> &str {
+        self.session.id()
+    }
+
+    fn channel(&self, channel: Channel) -> &zmq::Socket {
+        match channel {
+            Channel::Shell => &self.shell,
+            Channel::Control => &self.control,
+            Channel::Stdin => &self.stdin,
+        }
+    }
+
+    /// Sends a signed `msg_type` message with `content` on `channel`; returns its `msg_id`.
+    pub fn send(
+        &mut self,
+        channel: Channel,
+        msg_type: &str,
+        content: &Value,
+    ) -> Result<String, Error> {
+        let content = serde_json::to_vec(content).unwrap_or_else(|_| b"{}".to_vec());
+        let no_identities: [&[u8]; 0] = [];
+        let (header, frames) = self.session.message(
+            self.clock.now(),
+            &no_identities,
+            msg_type,
+            None,
+            None,
+            &content,
+        );
+        send(self.channel(channel), channel.as_str(), frames)?;
+        Ok(header.msg_id)
+    }
+
+    /// Sends a request on `channel` and waits up to `timeout` for the reply whose parent is that
+    /// request; returns the reply's content. Other messages on the channel are skipped.
+    pub fn request(
+        &mut self,
+        channel: Channel,
+        msg_type: &str,
+        content: Value,
+        timeout: Duration,
+    ) -> Result<Value, Error> {
+        let started = std::time::Instant::now();
+        let msg_id = self.send(channel, msg_type, &content)?;
+        let socket = self.channel(channel);
+        let mut dropped = Dropped::default();
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(dropped.timeout(format!("reply to {msg_type}"), timeout));
+            }
+            if let Some(message) = self.recv_on(socket, channel.as_str(), left, &mut dropped)? {
+                if message.parent_msg_id.as_deref() == Some(msg_id.as_str()) {
+                    return Ok(message.content);
+                }
+            }
+        }
+    }
+
+    /// `kernel_info_request` on shell; the reply's content.
+    pub fn kernel_info(&mut self, timeout: Duration) -> Result<Value, Error> {
+        self.request(Channel::Shell, "kernel_info_request", json!({}), timeout)
+    }
+
+    /// `shutdown_request` (no restart) on control; the reply's content.
+    pub fn shutdown(&mut self, timeout: Duration) -> Result<Value, Error> {
+        self.request(
+            Channel::Control,
+            "shutdown_request",
+            json!({"restart": false}),
+            timeout,
+        )
+    }
+
+    /// Runs `code`: sends an `execute_request` on shell, then collects the reply and the IOPub
+    /// messages parented to the request until the kernel reports `status: idle` for it. If the
+    /// reply came but no idle status did, what was seen is returned when `timeout` runs out;
+    /// without a reply, that is an error.
+    ///
+    /// IOPub messages published before this client's subscription was live are lost (ZeroMQ's
+    /// "slow joiner"): call [`wait_for_ready`](Self::wait_for_ready) once first.
+    pub fn execute(&mut self, code: &str, timeout: Duration) -> Result<ExecuteOutcome, Error> {
+        let started = std::time::Instant::now();
+        let content = json!({
+            "code": code,
+            "silent": false,
+            "store_history": true,
+            "user_expressions": {},
+            "allow_stdin": false,
+            "stop_on_error": true,
+        });
+        let msg_id = self.send(Channel::Shell, "execute_request", &content)?;
+        let mut reply = None;
+        let mut iopub = Vec::new();
+        let mut idle = false;
+        let mut dropped = Dropped::default();
+        while reply.is_none() || !idle {
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return match reply {
+                    Some(reply) => Ok(ExecuteOutcome { reply, iopub }),
+                    None => Err(dropped.timeout("reply to execute_request".into(), timeout)),
+                };
+            }
+            let (shell_ready, iopub_ready) = self.wait_either(left)?;
+            if shell_ready {
+                if let Some(m) = self.recv_on(&self.shell, "shell", Duration::ZERO, &mut dropped)? {
+                    if m.parent_msg_id.as_deref() == Some(msg_id.as_str()) {
+                        reply = Some(m.content);
+                    }
+                }
+            }
+            if iopub_ready {
+                if let Some(m) = self.recv_on(&self.iopub, "iopub", Duration::ZERO, &mut dropped)? {
+                    if m.parent_msg_id.as_deref() == Some(msg_id.as_str()) {
+                        idle |= m.msg_type == "status" && m.content["execution_state"] == "idle";
+                        iopub.push((m.msg_type, m.content));
+                    }
+                }
+            }
+        }
+        Ok(ExecuteOutcome {
+            reply: reply.unwrap_or(Value::Null),
+            iopub,
+        })
+    }
+
+    /// Waits until the kernel answers on shell **and** this client's IOPub subscription is live,
+    /// the way jupyter_client's `wait_for_ready` does: sends `kernel_info_request`s (again every
+    /// 500 ms while IOPub stays silent, since their `status` messages are published on IOPub)
+    /// until a reply has come and any valid IOPub message has been received. Returns the
+    /// kernel_info reply content.
+    pub fn wait_for_ready(&mut self, timeout: Duration) -> Result<Value, Error> {
+        const NUDGE: Duration = Duration::from_millis(500);
+        let started = std::time::Instant::now();
+        let mut requests = Vec::new();
+        let mut reply = None;
+        let mut iopub_live = false;
+        let mut dropped = Dropped::default();
+        let mut last_nudge: Option<std::time::Instant> = None;
+        while reply.is_none() || !iopub_live {
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                let what = if reply.is_some() {
+                    "IOPub message (the kernel answers on shell but publishes nothing)"
+                } else {
+                    "reply to kernel_info_request"
+                };
+                return Err(dropped.timeout(what.into(), timeout));
+            }
+            if last_nudge.is_none_or(|at| at.elapsed() >= NUDGE) {
+                requests.push(self.send(Channel::Shell, "kernel_info_request", &json!({}))?);
+                last_nudge = Some(std::time::Instant::now());
+            }
+            let (shell_ready, iopub_ready) = self.wait_either(left.min(NUDGE))?;
+            if shell_ready {
+                if let Some(m) = self.recv_on(&self.shell, "shell", Duration::ZERO, &mut dropped)? {
+                    if m.msg_type == "kernel_info_reply"
+                        && m.parent_msg_id.is_some_and(|p| requests.contains(&p))
+                    {
+                        reply = Some(m.content);
+                    }
+                }
+            }
+            if iopub_ready
+                && self
+                    .recv_on(&self.iopub, "iopub", Duration::ZERO, &mut dropped)?
+                    .is_some()
+            {
+                iopub_live = true;
+            }
+        }
+        Ok(reply.unwrap_or(Value::Null))
+    }
+
+    /// The next valid IOPub message within `timeout`, as `(msg_type, content, parent msg_id)`;
+    /// `None` if none came. Invalid messages are skipped.
+    pub fn recv_iopub(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<(String, Value, Option<String>)>, Error> {
+        let started = std::time::Instant::now();
+        let mut dropped = Dropped::default();
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            if let Some(m) = self.recv_on(&self.iopub, "iopub", left, &mut dropped)? {
+                return Ok(Some((m.msg_type, m.content, m.parent_msg_id)));
+            }
+            if left.is_zero() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Sends a heartbeat and waits up to `timeout` for the echo. `false` if none came; the
+    /// heartbeat socket is then replaced, so the next call starts afresh.
+    pub fn heartbeat(&mut self, timeout: Duration) -> Result<bool, Error> {
+        let ping = b"ping".to_vec();
+        send(&self.hb, "heartbeat", vec![ping.clone()])?;
+        let started = std::time::Instant::now();
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            let mut items = [self.hb.as_poll_item(zmq::POLLIN)];
+            poll(&mut items, poll_millis(left), "heartbeat")?;
+            if items[0].is_readable() {
+                if let Some(frames) = try_recv(&self.hb, "heartbeat")? {
+                    return Ok(frames == [ping]);
+                }
+            }
+            if left.is_zero() {
+                // A REQ that got no reply cannot send again: start over with a new one.
+                let hb = socket(&self.ctx, zmq::REQ, "heartbeat")?;
+                connect(
+                    &hb,
+                    "heartbeat",
+                    &self.connection.endpoint(self.connection.ports.hb),
+                )?;
+                let old = std::mem::replace(&mut self.hb, hb);
+                let _ = old.set_linger(0);
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Waits up to `wait` for shell or IOPub to be readable.
+    fn wait_either(&self, wait: Duration) -> Result<(bool, bool), Error> {
+        let mut items = [
+            self.shell.as_poll_item(zmq::POLLIN),
+            self.iopub.as_poll_item(zmq::POLLIN),
+        ];
+        poll(&mut items, poll_millis(wait), "shell")?;
+        Ok((items[0].is_readable(), items[1].is_readable()))
+    }
+
+    /// Receives one message from `socket` within `wait`; `None` if nothing valid came (an invalid
+    /// message is counted in `dropped`).
+    fn recv_on(
+        &self,
+        socket: &zmq::Socket,
+        name: &'static str,
+        wait: Duration,
+        dropped: &mut Dropped,
+    ) -> Result<Option<Received>, Error> {
+        let mut items = [socket.as_poll_item(zmq::POLLIN)];
+        poll(&mut items, poll_millis(wait), name)?;
+        if !items[0].is_readable() {
+            return Ok(None);
+        }
+        let Some(frames) = try_recv(socket, name)? else {
+            return Ok(None);
+        };
+        match self.read(&frames) {
+            Ok(message) => Ok(Some(message)),
+            Err(reason) => {
+                dropped.note(format!("{name}: {reason}"));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Splits, verifies and reads a message; the reason it is unusable otherwise.
+    fn read(&self, frames: &[Vec<u8>]) -> Result<Received, String> {
+        let message = wire::split(frames, &self.limits)
+            .map_err(|e| e.to_string())?
+            .verify(self.session.signer())
+            .map_err(|e| format!("bad signature: {e}"))?;
+        let parts = message.parts();
+        let header = Header::from_json(parts.header).map_err(|e| format!("header: {e}"))?;
+        let parent_msg_id = serde_json::from_slice::<Value>(parts.parent_header)
+            .ok()
+            .and_then(|p| p.get("msg_id")?.as_str().map(str::to_string));
+        let content = serde_json::from_slice(parts.content).map_err(|e| format!("content: {e}"))?;
+        Ok(Received {
+            msg_type: header.msg_type,
+            parent_msg_id,
+            content,
+        })
+    }
+}

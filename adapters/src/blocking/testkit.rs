@@ -1,0 +1,284 @@
+//! Test support: a launcher driven by hand with the core's machine, and a tiny kernel that this
+//! test binary runs as a child process (so `launch` and `start_kernel` meet end to end).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jupyter_handshake::message::Header;
+use jupyter_handshake::wire::{self, Limits};
+use jupyter_handshake::{
+    ConnectionFile, KernelFile, KernelPorts, Key, LauncherAction, LauncherConfig, LauncherEvent,
+    LauncherHandshake, LauncherInput, Output, RegistrationFile, Session, SignatureScheme, Signer,
+};
+use serde_json::{Value, json};
+
+use super::{as_slices, bind, socket};
+use crate::clock::Clock;
+use crate::files::{random_key, write_private_atomic};
+
+/// The launcher side, by hand: the core's machine over a ROUTER this test owns.
+pub(crate) struct HandLauncher {
+    pub(crate) machine: LauncherHandshake,
+    pub(crate) router: zmq::Socket,
+    pub(crate) file: PathBuf,
+    pub(crate) registration: RegistrationFile,
+    pub(crate) events: Vec<LauncherEvent>,
+    clock: Clock,
+}
+
+impl HandLauncher {
+    pub(crate) fn new(ctx: &zmq::Context, dir: &Path) -> Self {
+        let clock = Clock::new();
+        let mut machine = LauncherHandshake::new(LauncherConfig {
+            key: random_key(),
+            session_id: "hand-launcher".into(),
+            ..LauncherConfig::default()
+        });
+        let router = socket(ctx, zmq::ROUTER, "registration").unwrap();
+        let mut registration = None;
+        loop {
+            match machine.poll_output() {
+                Output::Action(LauncherAction::BindRegistration { transport, ip }) => {
+                    let port = bind(&router, "registration", transport, &ip, 0).unwrap();
+                    machine
+                        .handle_input(clock.now(), LauncherInput::RegistrationBound { port })
+                        .unwrap();
+                }
+                Output::Action(LauncherAction::WriteRegistrationFile(file)) => {
+                    registration = Some(file);
+                }
+                Output::Event(_) => {}
+                Output::Timeout(_) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let registration = registration.unwrap();
+        let file = dir.join("registration.json");
+        write_private_atomic(&file, &registration.to_json_pretty()).unwrap();
+        Self {
+            machine,
+            router,
+            file,
+            registration,
+            events: Vec::new(),
+            clock,
+        }
+    }
+
+    /// Feeds everything received to the machine and sends its replies, until it is finished.
+    pub(crate) fn serve(&mut self) {
+        while !self.machine.state().is_terminal() {
+            if self.router.poll(zmq::POLLIN, 100).unwrap() > 0 {
+                let frames = self.router.recv_multipart(0).unwrap();
+                self.machine
+                    .handle_input(
+                        self.clock.now(),
+                        LauncherInput::Received(&as_slices(&frames)),
+                    )
+                    .unwrap();
+            }
+            self.machine
+                .handle_input(self.clock.now(), LauncherInput::Timeout)
+                .unwrap();
+            loop {
+                match self.machine.poll_output() {
+                    Output::Transmit(t) => self.router.send_multipart(t.frames, 0).unwrap(),
+                    Output::Event(e) => self.events.push(e),
+                    Output::Timeout(_) => break,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn connection(&self) -> &ConnectionFile {
+        self.machine.connection().unwrap()
+    }
+}
+
+/// The argv that runs [`helper_kernel_main`] in a child copy of this test binary, with the
+/// file's path as its argument and `mode` in its environment.
+#[cfg(unix)]
+pub(crate) fn helper_kernel_argv(mode: &str) -> Vec<String> {
+    let exe = std::env::current_exe().unwrap().display().to_string();
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "JH_HELPER_FILE=\"$1\" JH_HELPER_MODE={mode} exec \"$0\" --exact \
+             blocking::testkit::helper_kernel --ignored --nocapture --test-threads=1 --quiet"
+        ),
+        exe,
+        "{connection_file}".into(),
+    ]
+}
+
+/// Runs only as a child started through [`helper_kernel_argv`]; a no-op otherwise.
+#[test]
+#[ignore = "runs as a child process of the launcher tests"]
+fn helper_kernel() {
+    let (Some(file), Some(mode)) = (
+        std::env::var_os("JH_HELPER_FILE"),
+        std::env::var("JH_HELPER_MODE").ok(),
+    ) else {
+        return;
+    };
+    helper_kernel_main(Path::new(&file), &mode);
+}
+
+/// A small kernel: optionally sends junk to the registration socket first, starts with
+/// `start_kernel`, then answers `kernel_info_request` and `shutdown_request` and echoes
+/// heartbeats until shut down.
+fn helper_kernel_main(file: &Path, mode: &str) {
+    let ctx = zmq::Context::new();
+    if mode == "forge" {
+        forge(&ctx, file);
+    }
+    let options = super::kernel::KernelOptions::default();
+    let started = super::kernel::start_kernel(&ctx, file, &options, &mut |_, _| {}).unwrap();
+    let connection = started.connection;
+    let signer = Signer::new(connection.signature_scheme, &connection.key);
+    let mut session = Session::new(options.session_id.clone(), "kernel", signer);
+    let s = &started.sockets;
+    let clock = Clock::new();
+    loop {
+        let mut items = [
+            s.shell.as_poll_item(zmq::POLLIN),
+            s.control.as_poll_item(zmq::POLLIN),
+            s.hb.as_poll_item(zmq::POLLIN),
+            s.iopub.as_poll_item(zmq::POLLIN),
+        ];
+        zmq::poll(&mut items, -1).unwrap();
+        let ready: Vec<bool> = items.iter().map(zmq::PollItem::is_readable).collect();
+        if ready[2] {
+            let ping = s.hb.recv_multipart(0).unwrap();
+            s.hb.send_multipart(ping, 0).unwrap();
+        }
+        if ready[3] {
+            let _subscription = s.iopub.recv_multipart(0).unwrap();
+        }
+        for (socket, is_ready) in [(&s.shell, ready[0]), (&s.control, ready[1])] {
+            if !is_ready {
+                continue;
+            }
+            let frames = socket.recv_multipart(0).unwrap();
+            let Ok(message) = wire::split(&frames, &Limits::default())
+                .map_err(drop)
+                .and_then(|m| m.verify(session.signer()).map_err(drop))
+            else {
+                continue;
+            };
+            let parts = message.parts();
+            let header = Header::from_json(parts.header).unwrap();
+            let identities: Vec<Vec<u8>> = message.identities().to_vec();
+            let no_identities: [&[u8]; 0] = [];
+            let publish = |session: &mut Session, msg_type: &str, content: Value| {
+                let (_, frames) = session.message(
+                    clock.now(),
+                    &no_identities,
+                    msg_type,
+                    Some(parts.header),
+                    None,
+                    &serde_json::to_vec(&content).unwrap(),
+                );
+                s.iopub.send_multipart(frames, 0).unwrap();
+            };
+            publish(&mut session, "status", json!({"execution_state": "busy"}));
+            let (reply_type, content, last) = match header.msg_type.as_str() {
+                "kernel_info_request" => (
+                    "kernel_info_reply",
+                    json!({"status": "ok", "protocol_version": "5.5", "implementation": "helper",
+                           "implementation_version": "0", "banner": "",
+                           "language_info": {"name": "text"}}),
+                    false,
+                ),
+                "shutdown_request" => (
+                    "shutdown_reply",
+                    json!({"status": "ok", "restart": false}),
+                    true,
+                ),
+                _ => ("error_reply", json!({"status": "error"}), false),
+            };
+            let (_, reply) = session.message(
+                clock.now(),
+                &identities,
+                reply_type,
+                Some(parts.header),
+                None,
+                &serde_json::to_vec(&content).unwrap(),
+            );
+            socket.send_multipart(reply, 0).unwrap();
+            publish(&mut session, "status", json!({"execution_state": "idle"}));
+            if last {
+                std::thread::sleep(Duration::from_millis(100));
+                std::process::exit(0);
+            }
+        }
+    }
+}
+
+/// Sends, on one connection (so the launcher sees them in this order): a garbage message, a
+/// `handshake_request` signed with the wrong key, and a well-signed request with unusable ports,
+/// whose `status: error` reply proves the launcher has handled all three and kept waiting.
+fn forge(ctx: &zmq::Context, file: &Path) {
+    let bytes = std::fs::read(file).unwrap();
+    let KernelFile::Registration(registration) = KernelFile::from_json(&bytes).unwrap() else {
+        panic!("expected a registration file");
+    };
+    let dealer = ctx.socket(zmq::DEALER).unwrap();
+    dealer.set_linger(0).unwrap();
+    dealer
+        .connect(&registration.registration_endpoint())
+        .unwrap();
+    let clock = Clock::new();
+    let no_identities: [&[u8]; 0] = [];
+    let good_ports = KernelPorts {
+        shell: 1,
+        iopub: 2,
+        stdin: 3,
+        control: 4,
+        hb: 5,
+    };
+    dealer
+        .send_multipart([b"garbage".to_vec(), b"<IDS|MSG>".to_vec()], 0)
+        .unwrap();
+    let mut forger = Session::new(
+        "forger",
+        "kernel",
+        Signer::new(SignatureScheme::HmacSha256, &Key::new("not-the-key")),
+    );
+    let (_, forged) = forger.message(
+        clock.now(),
+        &no_identities,
+        "handshake_request",
+        None,
+        None,
+        &jupyter_handshake::message::request_content(&good_ports),
+    );
+    dealer.send_multipart(forged, 0).unwrap();
+    let mut insider = Session::new(
+        "insider",
+        "kernel",
+        Signer::new(registration.signature_scheme, &registration.key),
+    );
+    let (_, zero_ports) = insider.message(
+        clock.now(),
+        &no_identities,
+        "handshake_request",
+        None,
+        None,
+        &jupyter_handshake::message::request_content(&KernelPorts::default()),
+    );
+    dealer.send_multipart(zero_ports, 0).unwrap();
+    assert!(
+        dealer.poll(zmq::POLLIN, 10_000).unwrap() > 0,
+        "no refusal came back"
+    );
+    let reply = dealer.recv_multipart(0).unwrap();
+    let message = wire::split(&reply, &Limits::HANDSHAKE)
+        .unwrap()
+        .verify(insider.signer())
+        .unwrap();
+    let content: Value = serde_json::from_slice(message.parts().content).unwrap();
+    assert_eq!(content["status"], "error");
+}
