@@ -194,7 +194,7 @@ mod tests {
             }
             .to_string(),
             LaunchError::Failed {
-                failure: Failure::KernelExited { code: Some(3) },
+                failure: Failure::KernelExited(jupyter_handshake::ExitStatus::Code(3)),
                 last_rejection: Some(Rejection::Unsolicited),
             }
             .to_string(),

@@ -18,7 +18,7 @@ use crate::connection::{KernelFile, KernelPorts, RegistrationFile, Transport};
 use crate::kernel::{KernelConfig, KernelEvent, KernelHandshake, KernelInput, KernelState};
 use crate::launcher::{LauncherConfig, LauncherEvent, LauncherHandshake, LauncherInput};
 use crate::message::{self, HANDSHAKE_REPLY, HANDSHAKE_REQUEST, Session};
-use crate::output::Output;
+use crate::output::{ExitStatus, Output};
 use crate::sign::{Key, SignatureScheme, Signer};
 use crate::time::Instant;
 use crate::wire::{self, DELIMITER, Limits};
@@ -406,12 +406,11 @@ pub fn launcher_machine(data: &[u8]) {
             },
             1..=3 => LauncherInput::Received(&refs),
             4 => LauncherInput::FileChanged(&file),
-            5 => LauncherInput::KernelExited {
-                code: match u.int_in_range(0..=255u8).unwrap_or(0) {
-                    0 => None,
-                    n => Some(i32::from(n)),
-                },
-            },
+            5 => LauncherInput::KernelExited(match u.int_in_range(0..=255u8).unwrap_or(0) {
+                0 => ExitStatus::Unknown,
+                n if n >= 128 => ExitStatus::Signal(i32::from(n - 128)),
+                n => ExitStatus::Code(i32::from(n)),
+            }),
             6 => LauncherInput::Abort,
             _ => LauncherInput::Timeout,
         };

@@ -83,7 +83,8 @@ pub struct KernelConfig {
     pub wait_for_iopub: Option<Duration>,
     /// Bounds on received frames.
     pub limits: Limits,
-    /// Session id for our headers; must be unique per process (a UUID, say).
+    /// Session id for our headers; must be unique per process (a UUID, say). The default,
+    /// `"kernel"`, is a placeholder for tests: with it two processes send the same message ids.
     pub session_id: String,
     /// `username` of our headers.
     pub username: String,

@@ -34,7 +34,9 @@ use crate::connection::{ConnectionFile, KernelFile, KernelPorts, RegistrationFil
 use crate::message::{
     self, HANDSHAKE_REPLY, HANDSHAKE_REQUEST, HandshakeReply, ReplyStatus, Session,
 };
-use crate::output::{Failure, Outbox, Output, Rejection, UsageError, Waiting, sanitize};
+use crate::output::{
+    ExitStatus, Failure, Outbox, Output, Rejection, UsageError, Waiting, sanitize,
+};
 use crate::sign::{Key, SignatureScheme, Signer};
 use crate::time::Instant;
 use crate::wire::{self, Limits};
@@ -88,7 +90,8 @@ pub struct LauncherConfig {
     pub registration_timeout: Duration,
     /// Bounds on received frames.
     pub limits: Limits,
-    /// Session id for our headers; unique per launcher (a UUID, say).
+    /// Session id for our headers; unique per launcher (a UUID, say). The default,
+    /// `"launcher"`, is a placeholder for tests: with it two launchers send the same message ids.
     pub session_id: String,
     /// `username` of our headers.
     pub username: String,
@@ -177,10 +180,7 @@ pub enum LauncherInput<'a> {
     /// The registration file we handed over changed; these are its current bytes.
     FileChanged(&'a [u8]),
     /// The kernel process ended.
-    KernelExited {
-        /// Its exit code, if it exited rather than being killed by a signal.
-        code: Option<i32>,
-    },
+    KernelExited(ExitStatus),
     /// A deadline may have passed (spurious calls are harmless).
     Timeout,
     /// Give up now.
@@ -193,7 +193,7 @@ impl LauncherInput<'_> {
             Self::RegistrationBound { .. } => "RegistrationBound",
             Self::Received(_) => "Received",
             Self::FileChanged(_) => "FileChanged",
-            Self::KernelExited { .. } => "KernelExited",
+            Self::KernelExited(_) => "KernelExited",
             Self::Timeout => "Timeout",
             Self::Abort => "Abort",
         }
@@ -349,7 +349,7 @@ impl LauncherHandshake {
                 }
                 self.on_file_changed(bytes);
             }
-            LauncherInput::KernelExited { code } => self.fail(Failure::KernelExited { code }),
+            LauncherInput::KernelExited(status) => self.fail(Failure::KernelExited(status)),
             LauncherInput::Timeout => {}
             LauncherInput::Abort => self.fail(Failure::Aborted),
         }

@@ -175,6 +175,6 @@ pub use launcher::{
     LauncherOutput, LauncherState,
 };
 pub use message::Session;
-pub use output::{Failure, Output, Rejection, Transmit, UsageError, Waiting};
+pub use output::{ExitStatus, Failure, Output, Rejection, Transmit, UsageError, Waiting};
 pub use sign::{Key, SignatureScheme, Signer};
 pub use time::Instant;

@@ -89,11 +89,8 @@ pub enum Failure {
         reason: Option<String>,
     },
     /// The kernel process ended before it registered (launcher side).
-    #[error("the kernel exited before it registered ({})", ExitDisplay(*.code))]
-    KernelExited {
-        /// Exit code, if the process exited rather than being killed by a signal.
-        code: Option<i32>,
-    },
+    #[error("the kernel exited before it registered ({0})")]
+    KernelExited(ExitStatus),
     /// The driver lost the registration connection (kernel side).
     #[error("the connection to the registration socket was lost")]
     ConnectionLost,
@@ -109,13 +106,23 @@ fn reason_suffix(reason: &Option<String>) -> String {
     }
 }
 
-struct ExitDisplay(Option<i32>);
+/// How a kernel process ended, as the driver saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal (Unix).
+    Signal(i32),
+    /// The platform did not say.
+    Unknown,
+}
 
-impl fmt::Display for ExitDisplay {
+impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(code) => write!(f, "exit status {code}"),
-            None => f.write_str("killed by a signal"),
+        match self {
+            Self::Code(code) => write!(f, "exit status {code}"),
+            Self::Signal(signal) => write!(f, "killed by signal {signal}"),
+            Self::Unknown => f.write_str("unknown exit status"),
         }
     }
 }
@@ -235,8 +242,12 @@ mod tests {
             "timed out after 10.250 s waiting for the launcher's handshake_reply"
         );
         assert_eq!(
-            Failure::KernelExited { code: Some(3) }.to_string(),
+            Failure::KernelExited(ExitStatus::Code(3)).to_string(),
             "the kernel exited before it registered (exit status 3)"
+        );
+        assert_eq!(
+            Failure::KernelExited(ExitStatus::Signal(9)).to_string(),
+            "the kernel exited before it registered (killed by signal 9)"
         );
         assert_eq!(
             Failure::Refused {

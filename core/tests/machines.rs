@@ -469,9 +469,12 @@ fn stock_ipykernel_registers_by_rewriting_the_file() {
 #[test]
 fn launcher_fails_when_the_kernel_exits_or_at_its_deadline() {
     let (mut l, _) = bound_launcher(launcher_config(KEY));
-    l.handle_input(at(5), LauncherInput::KernelExited { code: Some(3) })
+    l.handle_input(at(5), LauncherInput::KernelExited(ExitStatus::Code(3)))
         .unwrap();
-    assert_eq!(l.failure(), Some(&Failure::KernelExited { code: Some(3) }));
+    assert_eq!(
+        l.failure(),
+        Some(&Failure::KernelExited(ExitStatus::Code(3)))
+    );
 
     let (mut l, _) = bound_launcher(launcher_config(KEY));
     l.handle_input(at(29_999), LauncherInput::Timeout).unwrap();

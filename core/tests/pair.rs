@@ -247,7 +247,7 @@ proptest! {
             k.handle_input(now, KernelInput::Timeout).unwrap();
             k.handle_input(now, KernelInput::Abort).unwrap();
             pair.launcher.handle_input(now, LauncherInput::Received(&frames)).unwrap();
-            pair.launcher.handle_input(now, LauncherInput::KernelExited { code: Some(1) }).unwrap();
+            pair.launcher.handle_input(now, LauncherInput::KernelExited(ExitStatus::Signal(9))).unwrap();
             pair.launcher.handle_input(now, LauncherInput::Abort).unwrap();
         }
         prop_assert_eq!(k.state(), ks);

@@ -60,8 +60,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use jupyter_handshake::{
-    ConnectionFile, Evidence, Failure, Instant, KernelPorts, LauncherAction, LauncherConfig,
-    LauncherEvent, LauncherHandshake, LauncherInput, Output, Rejection, Transport, wire::Limits,
+    ConnectionFile, Evidence, ExitStatus, Failure, Instant, KernelPorts, LauncherAction,
+    LauncherConfig, LauncherEvent, LauncherHandshake, LauncherInput, Output, Rejection, Transport,
+    wire::Limits,
 };
 
 use super::{as_slices, bind, configure, free_ipc_port, send, socket, try_recv};
@@ -190,6 +191,18 @@ impl Launched {
             other => other,
         }
     }
+}
+
+/// How the child ended, in the core's terms (a signal is only known on Unix).
+pub fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return ExitStatus::Signal(signal);
+        }
+    }
+    status.code().map_or(ExitStatus::Unknown, ExitStatus::Code)
 }
 
 /// `argv` with every `{connection_file}` replaced by `path`, as jupyter_client formats a
@@ -395,12 +408,8 @@ impl Run<'_> {
                 };
                 if let Some(status) = exited {
                     let now = self.clock.now();
-                    self.machine.handle_input(
-                        now,
-                        LauncherInput::KernelExited {
-                            code: status.code(),
-                        },
-                    )?;
+                    self.machine
+                        .handle_input(now, LauncherInput::KernelExited(exit_status(status)))?;
                     self.drain()?;
                 }
             }
@@ -612,7 +621,7 @@ mod tests {
             matches!(
                 error,
                 LaunchError::Failed {
-                    failure: Failure::KernelExited { code: Some(3) },
+                    failure: Failure::KernelExited(ExitStatus::Code(3)),
                     ..
                 }
             ),
