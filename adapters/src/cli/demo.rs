@@ -162,7 +162,9 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
     if let Some(reader) = reader {
         match reader.join() {
             Ok(entries) => timeline.extend(entries),
-            Err(_) => eprintln!("jupyter-handshake demo: the kernel's stderr reader failed"),
+            Err(_) => super::say(format_args!(
+                "jupyter-handshake demo: the kernel's stderr reader failed"
+            )),
         }
     }
     print_timeline(start, timeline);

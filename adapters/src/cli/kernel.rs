@@ -104,7 +104,10 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
         } else if matches!(event, KernelEvent::Rejected(_)) {
             // A dropped reply is worth a line even untraced: a forged or garbled message on the
             // registration socket, or a launcher using another key.
-            eprintln!("jupyter-handshake kernel: {}", describe_kernel_event(event));
+            super::say(format_args!(
+                "jupyter-handshake kernel: {}",
+                describe_kernel_event(event)
+            ));
         }
     }) {
         Ok(started) => started,

@@ -173,11 +173,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
     let ctx = zmq::Context::new();
     let mut launched = launch(&ctx, &argv, &launch_options, &mut |at, event| {
         if verbose {
-            eprintln!(
+            super::say(format_args!(
                 "jupyter-handshake launch: [{}] launcher {}",
                 millis(at.saturating_duration_since(start)),
                 describe_launcher_event(event)
-            );
+            ));
         }
     })
     .map_err(|e| CliError::failed(format!("launch failed: {e}")))?;

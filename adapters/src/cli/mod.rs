@@ -83,12 +83,22 @@ impl fmt::Display for CliError {
     }
 }
 
+/// Writes one line to stderr with a single `write`, so that it never interleaves mid-line with
+/// the output of a kernel sharing the same stderr (`eprintln!` may split a line into several
+/// writes, one per formatted piece).
+pub(crate) fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut text = line.to_string();
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
 /// Runs the tool with the process's arguments.
 pub(crate) fn main() -> ExitCode {
     match run(std::env::args_os().skip(1).collect()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("jupyter-handshake: error: {e}");
+            say(format_args!("jupyter-handshake: error: {e}"));
             ExitCode::from(e.code)
         }
     }

@@ -515,7 +515,7 @@ fn printable(text: &str) -> String {
 
 /// One diagnostic line on stderr.
 fn log(text: &str) {
-    eprintln!("jupyter-handshake kernel: {text}");
+    super::say(format_args!("jupyter-handshake kernel: {text}"));
 }
 
 #[cfg(test)]

@@ -1,0 +1,321 @@
+//! Our launcher ⇄ our kernel over real loopback sockets, and each side facing a misbehaving peer.
+//!
+//! Every process runs under the helpers' hard timeout, so a hang is a failure; no test asserts
+//! how long anything took.
+
+use std::time::{Duration, Instant};
+
+use jupyter_handshake::{Evidence, Key, SignatureScheme, Signer};
+use jupyter_handshake_tests::{
+    TempDir, contains_ignore_case, launch_command, our_kernel_argv, ports_of, python_script,
+    python_str, run, successful_launch, tool, write_private,
+};
+use jupyter_handshake_zmq::blocking::{ChildStdio, Client, LaunchOptions, launch};
+use jupyter_handshake_zmq::kernelspec::LaunchMode;
+use serde_json::{Value, json};
+
+/// Names of the files the launcher left in `dir` (it should remove the key-bearing file once the
+/// kernel has exited).
+fn leftover_files(dir: &TempDir) -> Vec<String> {
+    match std::fs::read_dir(dir.path()) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// `launch` ⇄ `kernel` through the handshake: the kernel binds port 0, registers its ports with
+/// a signed `handshake_request`, and answers `kernel_info`; the report says so and carries no
+/// key; the launcher removes the registration file (it holds the key) once the kernel is gone.
+#[test]
+fn handshake_launch_of_our_kernel() {
+    let runtime = TempDir::new("rt");
+    let out = run(launch_command(runtime.path(), &[], &our_kernel_argv()));
+    let report = successful_launch(&out, "handshake");
+    assert_eq!(report["kernel_info"]["implementation"], "jupyter-handshake");
+    assert_eq!(report["kernel_info"]["protocol_version"], "5.5");
+    assert_eq!(
+        leftover_files(&runtime),
+        Vec::<String>::new(),
+        "the registration file must not outlive the launch\n{}",
+        out.describe()
+    );
+}
+
+/// `--mode classic`: the launcher picks the five ports and writes a classic connection file; our
+/// kernel binds exactly those and answers `kernel_info`.
+#[test]
+fn classic_launch_of_our_kernel() {
+    let runtime = TempDir::new("rt");
+    let out = run(launch_command(
+        runtime.path(),
+        &["--mode", "classic"],
+        &our_kernel_argv(),
+    ));
+    let report = successful_launch(&out, "classic");
+    assert_eq!(report["kernel_info"]["implementation"], "jupyter-handshake");
+    assert_eq!(leftover_files(&runtime), Vec::<String>::new());
+}
+
+/// `kernel --write-connection-file PATH` (JEP 66's suggestion): after a handshake launch the
+/// kernel's own connection file holds the ports the launcher reported, with the key, mode 0600.
+#[test]
+fn kernel_writes_its_own_connection_file() {
+    let runtime = TempDir::new("rt");
+    let own = TempDir::new("own");
+    let own_file = own.join("kernel-own.json");
+    let mut argv = our_kernel_argv();
+    argv.push("--write-connection-file".into());
+    argv.push(jupyter_handshake_tests::path_string(&own_file));
+    let out = run(launch_command(runtime.path(), &[], &argv));
+    let report = successful_launch(&out, "handshake");
+    let text = std::fs::read_to_string(&own_file)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", own_file.display(), out.describe()));
+    let written: Value = serde_json::from_str(&text).expect("the connection file is JSON");
+    assert_eq!(
+        ports_of(&written),
+        ports_of(&report["connection"]),
+        "the kernel's connection file must name the ports it registered"
+    );
+    assert!(
+        written["key"].as_str().is_some_and(|k| !k.is_empty()),
+        "the connection file carries the key"
+    );
+    assert_eq!(written["signature_scheme"], "hmac-sha256");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&own_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a file with the key must be private");
+    }
+}
+
+/// Before the real kernel registers, a process sends the launcher's registration socket a
+/// `handshake_request` signed with a wrong key (naming ports 1..5), the same request unsigned,
+/// and two kinds of garbage. Each is dropped (the launcher logs four drops before it registers),
+/// none gets a reply or ends the launch, and the real kernel's request then succeeds: the ports
+/// reported are the real kernel's, not the forger's.
+#[test]
+fn forged_and_garbage_registrations_are_dropped() {
+    let runtime = TempDir::new("rt");
+    let mut argv = vec![
+        python_str(),
+        python_script("hostile_then_exec.py"),
+        "{connection_file}".into(),
+        "--".into(),
+    ];
+    argv.extend(our_kernel_argv());
+    let out = run(launch_command(runtime.path(), &["--verbose"], &argv));
+    let report = successful_launch(&out, "handshake");
+    assert_eq!(report["kernel_info"]["implementation"], "jupyter-handshake");
+    assert_ne!(
+        ports_of(&report["connection"]),
+        [1, 2, 3, 4, 5],
+        "the forged request was accepted"
+    );
+
+    let why = out.describe();
+    let sent = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("hostile_then_exec: sent "))
+        .count();
+    assert_eq!(
+        sent, 4,
+        "the hostile helper must have sent its 4 messages\n{why}"
+    );
+    // `--verbose` logs each launcher event; everything dropped before the registration counts.
+    let registered_at = out
+        .stderr
+        .find("launcher registered (handshake)")
+        .unwrap_or_else(|| panic!("no registration logged\n{why}"));
+    let before = &out.stderr[..registered_at];
+    let drops: Vec<&str> = before
+        .lines()
+        .filter(|l| l.contains("launcher dropped:"))
+        .collect();
+    assert_eq!(
+        drops.len(),
+        4,
+        "each hostile message must be dropped, before the real kernel registered\n{why}"
+    );
+    assert!(
+        drops
+            .iter()
+            .filter(|l| contains_ignore_case(l, "signature"))
+            .count()
+            >= 2,
+        "the wrong-key and the unsigned request must be refused for their signature\n{why}"
+    );
+    assert!(
+        !out.stderr.contains("launcher refused"),
+        "messages without a valid signature must be dropped, not answered with a refusal\n{why}"
+    );
+}
+
+/// A kernel whose launcher never replies gives up at its ack timeout: the registration socket
+/// is a ROUTER that receives the (correctly signed) `handshake_request` and never answers; the
+/// kernel exits non-zero with one error line saying it timed out waiting for the reply.
+#[test]
+fn kernel_without_reply_gives_up_at_its_ack_timeout() {
+    let dir = TempDir::new("ack");
+    let ctx = zmq::Context::new();
+    let router = ctx.socket(zmq::ROUTER).unwrap();
+    router.set_linger(0).unwrap();
+    router.bind("tcp://127.0.0.1:0").unwrap();
+    let endpoint = router.get_last_endpoint().unwrap().unwrap();
+    let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let key = "0123456789abcdef0123456789abcdef";
+    let file = dir.join("registration.json");
+    let registration = json!({
+        "transport": "tcp",
+        "ip": "127.0.0.1",
+        "signature_scheme": "hmac-sha256",
+        "key": key,
+        "registration_port": port,
+    });
+    write_private(&file, registration.to_string().as_bytes());
+
+    let mut kernel = tool(["kernel", "--ack-timeout", "1", "-f"]);
+    kernel.arg(&file);
+    let kernel = std::thread::spawn(move || run(kernel));
+
+    // The request arrives (so the kernel really is waiting for a reply), and is left unanswered.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut request = None;
+    loop {
+        if router.poll(zmq::POLLIN, 100).unwrap() > 0 {
+            request = Some(router.recv_multipart(0).unwrap());
+            break;
+        }
+        // Checked after an empty poll, so a request queued before the kernel exited is read.
+        if kernel.is_finished() || Instant::now() > deadline {
+            break;
+        }
+    }
+    let out = kernel.join().expect("the runner thread");
+    let why = out.describe();
+    let frames = request.unwrap_or_else(|| panic!("no handshake_request arrived\n{why}"));
+    // [identity, "", "<IDS|MSG>", signature, header, parent, metadata, content]
+    let delim = frames
+        .iter()
+        .position(|f| f == b"<IDS|MSG>")
+        .unwrap_or_else(|| panic!("no delimiter in {} frames", frames.len()));
+    let parts: Vec<&[u8]> = frames[delim + 2..delim + 6]
+        .iter()
+        .map(Vec::as_slice)
+        .collect();
+    Signer::new(SignatureScheme::HmacSha256, &Key::new(key))
+        .verify(&frames[delim + 1], &parts)
+        .expect("the kernel signs its request with the file's key");
+    let header: Value = serde_json::from_slice(parts[0]).unwrap();
+    assert_eq!(header["msg_type"], "handshake_request");
+    let content: Value = serde_json::from_slice(parts[3]).unwrap();
+    ports_of(&content);
+
+    out.assert_failure();
+    let errors = out.error_lines();
+    assert_eq!(errors.len(), 1, "one error line\n{why}");
+    assert!(
+        contains_ignore_case(errors[0], "timed out") && errors[0].contains("handshake_reply"),
+        "the error must say it timed out waiting for the handshake_reply\n{why}"
+    );
+}
+
+/// A launcher whose kernel exits mid-handshake reports the exit at once: with a 600 s
+/// registration timeout, far beyond the helper's hard timeout, only noticing the exit can end the
+/// launch in time, and the error line names the kernel's exit status.
+#[test]
+fn launcher_reports_a_kernel_that_exits_mid_handshake() {
+    let runtime = TempDir::new("rt");
+    let argv: Vec<String> = ["sh", "-c", "exit 3"].map(String::from).to_vec();
+    let out = run(launch_command(runtime.path(), &["--timeout", "600"], &argv));
+    out.assert_failure();
+    let why = out.describe();
+    assert_eq!(out.stdout, "", "no report on failure\n{why}");
+    let errors = out.error_lines();
+    assert_eq!(errors.len(), 1, "one error line\n{why}");
+    assert!(
+        contains_ignore_case(errors[0], "exited") && errors[0].contains("status 3"),
+        "the error must say the kernel exited with status 3\n{why}"
+    );
+    assert!(
+        !contains_ignore_case(errors[0], "timed out"),
+        "it was the exit, not the deadline\n{why}"
+    );
+    assert_eq!(
+        leftover_files(&runtime),
+        Vec::<String>::new(),
+        "a failed launch removes its file (it holds the key)"
+    );
+}
+
+/// The library, without the tool's front end: `launch` through the handshake, then a connected
+/// `Client` gets `kernel_info`, executes code twice (the kernel echoes it as a `stream` and an
+/// `execute_result` on IOPub, with a rising execution count) and shuts the kernel down; the
+/// kernel exits 0.
+#[test]
+fn library_launch_client_execute_and_shutdown() {
+    let dir = TempDir::new("lib");
+    let options = LaunchOptions {
+        mode: LaunchMode::Handshake,
+        timeout: Duration::from_secs(60),
+        dir: Some(dir.path().to_path_buf()),
+        stdout: ChildStdio::Null,
+        ..LaunchOptions::default()
+    };
+    let ctx = zmq::Context::new();
+    let mut launched = launch(&ctx, &our_kernel_argv(), &options, &mut |_, _| {}).expect("launch");
+    assert_eq!(launched.evidence, Evidence::Request);
+
+    let mut client = Client::connect(&ctx, &launched.connection).expect("connect");
+    let info = client
+        .wait_for_ready(Duration::from_secs(30))
+        .expect("ready");
+    assert_eq!(info["implementation"], "jupyter-handshake");
+    for expected_count in 1..=2 {
+        let outcome = client
+            .execute("echo me", Duration::from_secs(30))
+            .expect("execute");
+        assert_eq!(outcome.reply["status"], "ok");
+        assert_eq!(outcome.reply["execution_count"], expected_count);
+        let of = |kind: &str| {
+            outcome
+                .iopub
+                .iter()
+                .find(|(t, _)| t == kind)
+                .map(|(_, c)| c.clone())
+                .unwrap_or_else(|| panic!("no {kind} on IOPub: {:?}", outcome.iopub))
+        };
+        assert_eq!(of("stream")["name"], "stdout");
+        assert_eq!(of("stream")["text"], "echo me");
+        assert_eq!(of("execute_result")["data"]["text/plain"], "echo me");
+        assert_eq!(
+            outcome
+                .iopub
+                .last()
+                .map(|(t, c)| (t.as_str(), &c["execution_state"])),
+            Some(("status", &json!("idle")))
+        );
+    }
+    let reply = client.shutdown(Duration::from_secs(30)).expect("shutdown");
+    assert_eq!(reply["status"], "ok");
+    drop(client);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = launched.child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = launched.child.kill();
+            let _ = launched.child.wait();
+            panic!("the kernel did not exit after shutdown_request");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "kernel exit status {status}");
+    launched.remove_file().unwrap();
+}
