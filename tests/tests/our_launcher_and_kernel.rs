@@ -60,7 +60,9 @@ fn classic_launch_of_our_kernel() {
 }
 
 /// `kernel --write-connection-file PATH` (JEP 66's suggestion): after a handshake launch the
-/// kernel's own connection file holds the ports the launcher reported, with the key, mode 0600.
+/// kernel's own connection file holds the ports the launcher reported, with the key, mode 0600;
+/// and that key (shared by launcher and kernel) appears nowhere in either side's output, even
+/// with the launcher's `--verbose` events and the kernel's trace switched on.
 #[test]
 fn kernel_writes_its_own_connection_file() {
     let runtime = TempDir::new("rt");
@@ -69,8 +71,16 @@ fn kernel_writes_its_own_connection_file() {
     let mut argv = our_kernel_argv();
     argv.push("--write-connection-file".into());
     argv.push(jupyter_handshake_tests::path_string(&own_file));
-    let out = run(launch_command(runtime.path(), &[], &argv));
+    // As verbose as both sides can be: launcher events, and the kernel's trace lines.
+    let mut command = launch_command(runtime.path(), &["--verbose"], &argv);
+    command.env("JUPYTER_HANDSHAKE_TRACE", "1");
+    let out = run(command);
     let report = successful_launch(&out, "handshake");
+    assert!(
+        out.stderr.contains("jupyter-handshake-trace "),
+        "the kernel's trace was on\n{}",
+        out.describe()
+    );
     let text = std::fs::read_to_string(&own_file)
         .unwrap_or_else(|e| panic!("{}: {e}\n{}", own_file.display(), out.describe()));
     let written: Value = serde_json::from_str(&text).expect("the connection file is JSON");
@@ -79,9 +89,12 @@ fn kernel_writes_its_own_connection_file() {
         ports_of(&report["connection"]),
         "the kernel's connection file must name the ports it registered"
     );
+    let key = written["key"].as_str().unwrap_or_default();
+    assert!(key.len() >= 16, "the connection file carries the key");
     assert!(
-        written["key"].as_str().is_some_and(|k| !k.is_empty()),
-        "the connection file carries the key"
+        !out.stdout.contains(key) && !out.stderr.contains(key),
+        "the key must never appear in any output or log\n{}",
+        out.describe()
     );
     assert_eq!(written["signature_scheme"], "hmac-sha256");
     #[cfg(unix)]
@@ -216,6 +229,10 @@ fn kernel_without_reply_gives_up_at_its_ack_timeout() {
     ports_of(&content);
 
     out.assert_failure();
+    assert!(
+        !out.stderr.contains(key),
+        "the key must never be printed\n{why}"
+    );
     let errors = out.error_lines();
     assert_eq!(errors.len(), 1, "one error line\n{why}");
     assert!(
@@ -250,6 +267,73 @@ fn launcher_reports_a_kernel_that_exits_mid_handshake() {
         Vec::<String>::new(),
         "a failed launch removes its file (it holds the key)"
     );
+}
+
+/// A kernel that never registers (it neither dials back nor rewrites the file) makes the launch
+/// fail at `--timeout` with a message saying so, and the launcher kills and reaps it rather than
+/// leave it running, and removes the file that holds the key.
+#[test]
+fn launcher_times_out_and_kills_a_silent_kernel() {
+    let runtime = TempDir::new("rt");
+    let scratch = TempDir::new("pid");
+    let pid_file = scratch.join("pid");
+    let script = format!(
+        "echo $$ > '{}'; exec sleep 600",
+        jupyter_handshake_tests::path_string(&pid_file)
+    );
+    let argv = vec!["sh".to_owned(), "-c".to_owned(), script];
+    let out = run(launch_command(runtime.path(), &["--timeout", "1"], &argv));
+    out.assert_failure();
+    let why = out.describe();
+    assert_eq!(out.stdout, "", "no report on failure\n{why}");
+    let errors = out.error_lines();
+    assert_eq!(errors.len(), 1, "one error line\n{why}");
+    assert!(
+        contains_ignore_case(errors[0], "timed out") && errors[0].contains("registration"),
+        "the error must say it timed out waiting for the registration\n{why}"
+    );
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap_or_else(|e| panic!("the kernel never started ({e})\n{why}"));
+    let alive = std::process::Command::new("kill")
+        .args(["-0", pid.trim()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("kill -0")
+        .success();
+    if alive {
+        // Clean up after the failure this reports.
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status();
+    }
+    assert!(!alive, "the launcher left the silent kernel running\n{why}");
+    assert_eq!(leftover_files(&runtime), Vec::<String>::new());
+}
+
+/// The README's main command, `jupyter-handshake demo`: it launches our kernel through the
+/// handshake and prints both machines' states on one timeline, ending registered, answered and
+/// shut down cleanly.
+#[test]
+fn demo_shows_both_machines_through_the_handshake() {
+    let runtime = TempDir::new("rt");
+    let mut demo = tool(["demo"]);
+    demo.env("JUPYTER_RUNTIME_DIR", runtime.path());
+    let out = run(demo);
+    out.assert_success();
+    let why = out.describe();
+    // Column padding is presentation: compare with runs of spaces collapsed.
+    let text = out.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    for line in [
+        "launcher state Init -> Bound",
+        "kernel state Bound -> AwaitingReply",
+        "launcher state Bound -> Connected",
+        "kernel state AwaitingReply -> Connected",
+        "registered (handshake)",
+        "kernel_info_reply: status ok",
+    ] {
+        assert!(text.contains(line), "the demo must show {line:?}\n{why}");
+    }
+    assert_eq!(leftover_files(&runtime), Vec::<String>::new());
 }
 
 /// The library, without the tool's front end: `launch` through the handshake, then a connected
