@@ -30,7 +30,8 @@ pub struct Drained<A, E> {
     pub timeout: Option<Instant>,
 }
 
-pub fn drain_kernel(k: &mut KernelHandshake) -> Drained<KernelAction, KernelEvent> {
+/// Pulls outputs until `Timeout`, sorting them by kind.
+pub fn drain<A, E>(mut poll: impl FnMut() -> Output<A, E>) -> Drained<A, E> {
     let mut d = Drained {
         transmits: vec![],
         actions: vec![],
@@ -38,7 +39,7 @@ pub fn drain_kernel(k: &mut KernelHandshake) -> Drained<KernelAction, KernelEven
         timeout: None,
     };
     loop {
-        match k.poll_output() {
+        match poll() {
             Output::Transmit(t) => d.transmits.push(t.frames),
             Output::Action(a) => d.actions.push(a),
             Output::Event(e) => d.events.push(e),
@@ -50,24 +51,12 @@ pub fn drain_kernel(k: &mut KernelHandshake) -> Drained<KernelAction, KernelEven
     }
 }
 
+pub fn drain_kernel(k: &mut KernelHandshake) -> Drained<KernelAction, KernelEvent> {
+    drain(|| k.poll_output())
+}
+
 pub fn drain_launcher(l: &mut LauncherHandshake) -> Drained<LauncherAction, LauncherEvent> {
-    let mut d = Drained {
-        transmits: vec![],
-        actions: vec![],
-        events: vec![],
-        timeout: None,
-    };
-    loop {
-        match l.poll_output() {
-            Output::Transmit(t) => d.transmits.push(t.frames),
-            Output::Action(a) => d.actions.push(a),
-            Output::Event(e) => d.events.push(e),
-            Output::Timeout(t) => {
-                d.timeout = t;
-                return d;
-            }
-        }
-    }
+    drain(|| l.poll_output())
 }
 
 pub fn refs(frames: &[Vec<u8>]) -> Vec<&[u8]> {
