@@ -27,14 +27,23 @@ fn main() -> Result<ExitCode, Box<dyn Error>> {
         pair.kernel.as_ref().map(|k| k.state())
     );
     match pair.connections() {
-        (Some(seen_by_launcher), Some(bound_by_kernel))
-            if seen_by_launcher.ports == bound_by_kernel.ports =>
-        {
-            println!("connected: {:?}", seen_by_launcher.ports);
-            Ok(ExitCode::SUCCESS)
+        (Some(seen_by_launcher), Some(bound_by_kernel)) => {
+            println!("launcher sees   {:?}", seen_by_launcher.ports);
+            println!("kernel bound    {:?}", bound_by_kernel.ports);
+            if seen_by_launcher.ports == bound_by_kernel.ports {
+                println!("ports match");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("ports differ");
+                Ok(ExitCode::FAILURE)
+            }
         }
-        other => {
-            eprintln!("not connected with matching ports: {other:?}");
+        _ => {
+            eprintln!(
+                "not connected: launcher {:?}, kernel {:?}",
+                pair.launcher.failure(),
+                pair.kernel.as_ref().and_then(|k| k.failure())
+            );
             Ok(ExitCode::FAILURE)
         }
     }

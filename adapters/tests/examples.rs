@@ -1,5 +1,7 @@
 //! The own-loop examples are part of the contract: run each one and check its verdict.
 
+#![cfg(feature = "blocking")]
+
 use std::process::Command;
 
 fn run_example(name: &str, args: &[&str]) -> String {
@@ -34,6 +36,7 @@ fn one_pair_from_a_hand_written_poll_loop() {
         out.contains("launcher Connected, kernel Some(Connected)"),
         "{out}"
     );
+    assert!(out.contains("ports match"), "{out}");
 }
 
 #[test]

@@ -33,8 +33,13 @@ fn port_of(socket: &zmq::Socket) -> Result<u16, Box<dyn Error>> {
     Ok(port)
 }
 
-fn frames_of(socket: &zmq::Socket) -> Result<Vec<Vec<u8>>, zmq::Error> {
-    socket.recv_multipart(zmq::DONTWAIT)
+/// One waiting multipart message, or `None` if nothing is waiting (never blocks).
+fn frames_of(socket: &zmq::Socket) -> Result<Option<Vec<Vec<u8>>>, zmq::Error> {
+    match socket.recv_multipart(zmq::DONTWAIT) {
+        Ok(frames) => Ok(Some(frames)),
+        Err(zmq::Error::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 impl Pair {
@@ -107,7 +112,11 @@ impl Pair {
             if let Some(kernel) = self.kernel.as_mut() {
                 loop {
                     match kernel.poll_output() {
-                        Output::Action(KernelAction::BindChannels { transport, ip, .. }) => {
+                        Output::Action(KernelAction::BindChannels {
+                            transport,
+                            ip,
+                            ports: None,
+                        }) => {
                             let mut ports = [0u16; 5];
                             let kinds =
                                 [zmq::ROUTER, zmq::XPUB, zmq::ROUTER, zmq::ROUTER, zmq::REP];
@@ -127,6 +136,9 @@ impl Pair {
                             };
                             kernel.handle_input(now, KernelInput::Bound(ports))?;
                         }
+                        Output::Action(KernelAction::BindChannels { ports: Some(_), .. }) => {
+                            return Err("classic ports are not used here".into());
+                        }
                         Output::Action(KernelAction::ConnectRegistration { endpoint }) => {
                             let req = ctx.socket(zmq::REQ)?;
                             req.set_linger(1000)?;
@@ -135,10 +147,10 @@ impl Pair {
                             kernel.handle_input(now, KernelInput::RegistrationConnected)?;
                         }
                         Output::Transmit(t) => {
-                            if let Some(req) = &self.req {
-                                req.send_multipart(t.frames, 0)?;
-                                self.req_waiting = true;
-                            }
+                            // The kernel transmits only after `RegistrationConnected`.
+                            let req = self.req.as_ref().ok_or("transmit before connect")?;
+                            req.send_multipart(t.frames, 0)?;
+                            self.req_waiting = true;
                         }
                         Output::Event(_) => {}
                         Output::Timeout(_) => break,
@@ -158,7 +170,7 @@ impl Pair {
         ctx: &zmq::Context,
         now: Instant,
     ) -> Result<(), Box<dyn Error>> {
-        while let Ok(frames) = frames_of(&self.router) {
+        while let Some(frames) = frames_of(&self.router)? {
             let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
             self.launcher
                 .handle_input(now, LauncherInput::Received(&refs))?;
@@ -176,7 +188,7 @@ impl Pair {
         let (Some(req), Some(kernel)) = (&self.req, self.kernel.as_mut()) else {
             return Ok(());
         };
-        if let Ok(frames) = frames_of(req) {
+        if let Some(frames) = frames_of(req)? {
             self.req_waiting = false;
             let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
             kernel.handle_input(now, KernelInput::Received(&refs))?;
