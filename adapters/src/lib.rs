@@ -13,27 +13,8 @@
 //!   private atomic files, the Jupyter runtime dir, keys and session ids, kernelspecs and the
 //!   launch mode they imply.
 //!
-//! Launching a kernel race-free and talking to it:
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use jupyter_handshake_zmq::blocking::{Client, LaunchOptions, launch};
-//! use jupyter_handshake_zmq::KernelSpec;
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let spec = KernelSpec::read("/usr/share/jupyter/kernels/python3".as_ref())?;
-//! let options = LaunchOptions { mode: spec.launch_mode(), ..LaunchOptions::default() };
-//! let ctx = zmq::Context::new();
-//! let mut launched = launch(&ctx, &spec.argv, &options, &mut |at, event| {
-//!     eprintln!("{} {event:?}", at.to_iso8601());
-//! })?;
-//! let mut client = Client::connect(&ctx, &launched.connection)?;
-//! let info = client.wait_for_ready(Duration::from_secs(10))?;
-//! println!("{} registered after {:?} ({:?})", info["implementation"], launched.registered_after, launched.evidence);
-//! client.shutdown(Duration::from_secs(5))?;
-//! launched.child.wait()?;
-//! launched.remove_file()?;
-//! # Ok(()) }
-//! ```
+//! The [`blocking`] module docs show a complete launch: a kernelspec, a race-free launch, a
+//! client, a clean shutdown.
 //!
 //! Secrets: no `Display` or `Debug` of this crate shows a connection key; keys only ever go
 //! into files written with mode 0600.

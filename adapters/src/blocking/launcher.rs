@@ -572,17 +572,19 @@ mod tests {
 
     /// Whether `python3` can import `module`; tests that need it are skipped (with a note)
     /// otherwise.
-    fn python_has(module: &str) -> bool {
+    /// Fails the test (never skips it) when python3 cannot import `module`: `.ci/run` installs
+    /// the pinned peers, so a missing one is a broken set-up, not a reason to pass.
+    fn require_python(module: &str) {
         let ok = Command::new("python3")
             .args(["-c", &format!("import {module}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("skipped: python3 cannot import {module}");
-        }
-        ok
+        assert!(
+            ok,
+            "python3 cannot import {module}: pip install -r tests/python/requirements.txt"
+        );
     }
 
     #[derive(Default)]
@@ -778,9 +780,7 @@ mod tests {
 
     #[test]
     fn stock_ipykernel_registers_by_rewriting_the_file() {
-        if !python_has("ipykernel") {
-            return;
-        }
+        require_python("ipykernel");
         let ctx = zmq::Context::new();
         let dir = TempDir::new();
         let mut seen = Seen::default();
@@ -834,9 +834,7 @@ mod tests {
 
     #[test]
     fn the_posit_ipykernel_wrapper_registers_with_a_handshake_request() {
-        if !python_has("ipykernel") {
-            return;
-        }
+        require_python("ipykernel");
         let wrapper =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/ipykernel_posit_kernel.py");
         let ctx = zmq::Context::new();
@@ -869,9 +867,7 @@ mod tests {
 
     #[test]
     fn classic_mode_launches_ipykernel_with_a_connection_file() {
-        if !python_has("ipykernel") {
-            return;
-        }
+        require_python("ipykernel");
         let ctx = zmq::Context::new();
         let dir = TempDir::new();
         let mut launched = Guard(
