@@ -50,7 +50,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A ZeroMQ socket could not be created, bound or connected.
-    #[cfg(feature = "blocking")]
+    #[cfg(any(feature = "blocking", feature = "async"))]
     #[error("cannot {action} the {socket} socket{}: {source}", at(endpoint))]
     Socket {
         /// What was being done: "create", "bind", "connect", "configure".
@@ -64,7 +64,7 @@ pub enum Error {
         source: zmq::Error,
     },
     /// Sending or receiving failed.
-    #[cfg(feature = "blocking")]
+    #[cfg(any(feature = "blocking", feature = "async"))]
     #[error("cannot {action} on the {socket} socket: {source}")]
     Io {
         /// "send", "receive" or "poll".
@@ -106,7 +106,7 @@ pub enum Error {
     Usage(#[from] UsageError),
 }
 
-#[cfg(feature = "blocking")]
+#[cfg(any(feature = "blocking", feature = "async"))]
 fn at(endpoint: &Option<String>) -> String {
     endpoint
         .as_ref()

@@ -190,6 +190,13 @@ fn to_hex(bytes: &[u8]) -> String {
     out
 }
 
+#[cfg_attr(not(any(feature = "blocking", feature = "async")), allow(dead_code))]
+/// The first ipc number `N` ≥ 1, not in `taken`, with no file `{ip}-{N}`.
+pub(crate) fn free_ipc_port(ip: &str, taken: &[u16]) -> Option<u16> {
+    (1..=u16::MAX)
+        .find(|n| !taken.contains(n) && !std::path::Path::new(&format!("{ip}-{n}")).exists())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -26,6 +26,17 @@ pub mod error;
 pub mod files;
 pub mod kernelspec;
 
+#[cfg(any(feature = "blocking", feature = "async"))]
+pub mod client;
+#[cfg(any(feature = "blocking", feature = "async"))]
+pub mod kernel;
+#[cfg(any(feature = "blocking", feature = "async"))]
+pub mod launch;
+#[cfg(any(feature = "blocking", feature = "async"))]
+mod sockets;
+
+#[cfg(feature = "async")]
+pub mod asynchronous;
 #[cfg(feature = "blocking")]
 pub mod blocking;
 
@@ -35,6 +46,6 @@ pub use kernelspec::{KernelSpec, LaunchMode};
 
 /// The core crate, re-exported so callers use the same version as the drivers.
 pub use jupyter_handshake;
-#[cfg(feature = "blocking")]
+#[cfg(any(feature = "blocking", feature = "async"))]
 /// The `zmq` crate, re-exported so callers use the same version as the drivers.
 pub use zmq;

@@ -3,8 +3,9 @@
 //! It connects the way ark's test frontend and jupyter_client do: shell and control DEALERs,
 //! a stdin DEALER with the **same** ZeroMQ identity as the shell one (the spec requires it for
 //! input requests to reach the right frontend), an IOPub SUB subscribed to everything *before*
-//! it connects, and a heartbeat REQ. Messages are signed with the core's [`Session`] and read
-//! with [`wire::split`] and verification; anything that fails verification is dropped. Replies
+//! it connects, and a heartbeat REQ. Messages are signed with the core's
+//! [`Session`](jupyter_handshake::Session) and read with
+//! [`wire::split`](jupyter_handshake::wire::split) and verification; anything that fails verification is dropped. Replies
 //! are matched to requests by `parent_header.msg_id`; other messages are skipped.
 //!
 //! ```no_run
@@ -25,90 +26,25 @@
 
 use std::time::Duration;
 
-use jupyter_handshake::message::Header;
-use jupyter_handshake::wire::{self, Limits};
-use jupyter_handshake::{ConnectionFile, Session, Signer};
+use jupyter_handshake::ConnectionFile;
 use serde_json::{Value, json};
 
+pub use crate::client::{Channel, ExecuteOutcome};
+
 use super::{configure, connect, poll, send, socket, try_recv};
-use crate::clock::{Clock, poll_millis};
+use crate::client::{Dropped, Execution, Messenger, NUDGE, Readiness, Received, execute_content};
+use crate::clock::poll_millis;
 use crate::error::Error;
-use crate::files::{new_session_id, random_hex};
-
-/// A request-reply channel of a kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Channel {
-    /// Shell: execution, introspection, `kernel_info`.
-    Shell,
-    /// Control: `shutdown`, `interrupt`, debugging; not queued behind execution.
-    Control,
-    /// Stdin: replies to the kernel's input requests.
-    Stdin,
-}
-
-impl Channel {
-    /// The channel's name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Shell => "shell",
-            Self::Control => "control",
-            Self::Stdin => "stdin",
-        }
-    }
-}
-
-/// What an `execute_request` produced.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ExecuteOutcome {
-    /// The `execute_reply` content (`status`, `execution_count`, …).
-    pub reply: Value,
-    /// IOPub messages parented to the request, in order, as `(msg_type, content)`: `status`
-    /// busy, `execute_input`, `stream`, `execute_result`, `error`, `status` idle…
-    pub iopub: Vec<(String, Value)>,
-}
 
 /// A connected client of one kernel.
 pub struct Client {
     ctx: zmq::Context,
-    connection: ConnectionFile,
-    session: Session,
-    clock: Clock,
-    limits: Limits,
+    messenger: Messenger,
     shell: zmq::Socket,
     control: zmq::Socket,
     stdin: zmq::Socket,
     iopub: zmq::Socket,
     hb: zmq::Socket,
-}
-
-/// A verified message, as far as the client cares.
-struct Received {
-    msg_type: String,
-    parent_msg_id: Option<String>,
-    content: Value,
-}
-
-/// How many messages a wait dropped as invalid, and why the last one was.
-#[derive(Default)]
-struct Dropped {
-    count: usize,
-    last: Option<String>,
-}
-
-impl Dropped {
-    fn note(&mut self, reason: String) {
-        self.count += 1;
-        self.last = Some(reason);
-    }
-
-    fn timeout(self, waiting_for: String, waited: Duration) -> Error {
-        Error::Timeout {
-            waiting_for,
-            waited,
-            dropped: self.count,
-            last_dropped: self.last,
-        }
-    }
 }
 
 impl Client {
@@ -117,9 +53,7 @@ impl Client {
     pub fn connect(ctx: &zmq::Context, connection: &ConnectionFile) -> Result<Self, Error> {
         let shell = socket(ctx, zmq::DEALER, "shell")?;
         let stdin = socket(ctx, zmq::DEALER, "stdin")?;
-        // Printable, and never starting with a zero byte (reserved by libzmq).
-        let identity = random_hex(16)
-            .map_err(|_| Error::Internal("the OS gave no random bytes for a ZeroMQ identity"))?;
+        let identity = Messenger::identity()?;
         for (s, name) in [(&shell, "shell"), (&stdin, "stdin")] {
             s.set_identity(identity.as_bytes())
                 .map_err(|source| configure(name, source))?;
@@ -136,14 +70,9 @@ impl Client {
         connect(&control, "control", &connection.endpoint(ports.control))?;
         connect(&iopub, "iopub", &connection.endpoint(ports.iopub))?;
         connect(&hb, "heartbeat", &connection.endpoint(ports.hb))?;
-        let signer = Signer::new(connection.signature_scheme, &connection.key);
-        let username = std::env::var("USER").unwrap_or_else(|_| "username".into());
         Ok(Self {
             ctx: ctx.clone(),
-            connection: connection.clone(),
-            session: Session::new(new_session_id(), username, signer),
-            clock: Clock::new(),
-            limits: Limits::default(),
+            messenger: Messenger::new(connection),
             shell,
             control,
             stdin,
@@ -154,12 +83,12 @@ impl Client {
 
     /// The connection information this client uses.
     pub fn connection(&self) -> &ConnectionFile {
-        &self.connection
+        &self.messenger.connection
     }
 
     /// The `session` of this client's headers.
     pub fn session_id(&self) -> &str {
-        self.session.id()
+        self.messenger.session.id()
     }
 
     fn channel(&self, channel: Channel) -> &zmq::Socket {
@@ -177,18 +106,9 @@ impl Client {
         msg_type: &str,
         content: &Value,
     ) -> Result<String, Error> {
-        let content = serde_json::to_vec(content).unwrap_or_else(|_| b"{}".to_vec());
-        let no_identities: [&[u8]; 0] = [];
-        let (header, frames) = self.session.message(
-            self.clock.now(),
-            &no_identities,
-            msg_type,
-            None,
-            None,
-            &content,
-        );
+        let (msg_id, frames) = self.messenger.message(msg_type, content);
         send(self.channel(channel), channel.as_str(), frames)?;
-        Ok(header.msg_id)
+        Ok(msg_id)
     }
 
     /// Sends a request on `channel` and waits up to `timeout` for the reply whose parent is that
@@ -241,48 +161,27 @@ impl Client {
     /// "slow joiner"): call [`wait_for_ready`](Self::wait_for_ready) once first.
     pub fn execute(&mut self, code: &str, timeout: Duration) -> Result<ExecuteOutcome, Error> {
         let started = std::time::Instant::now();
-        let content = json!({
-            "code": code,
-            "silent": false,
-            "store_history": true,
-            "user_expressions": {},
-            "allow_stdin": false,
-            "stop_on_error": true,
-        });
-        let msg_id = self.send(Channel::Shell, "execute_request", &content)?;
-        let mut reply = None;
-        let mut iopub = Vec::new();
-        let mut idle = false;
+        let msg_id = self.send(Channel::Shell, "execute_request", &execute_content(code))?;
+        let mut execution = Execution::new(msg_id);
         let mut dropped = Dropped::default();
-        while reply.is_none() || !idle {
+        while !execution.done() {
             let left = timeout.saturating_sub(started.elapsed());
             if left.is_zero() {
-                return match reply {
-                    Some(reply) => Ok(ExecuteOutcome { reply, iopub }),
-                    None => Err(dropped.timeout("reply to execute_request".into(), timeout)),
-                };
+                break;
             }
             let (shell_ready, iopub_ready) = self.wait_either(left)?;
             if shell_ready {
                 if let Some(m) = self.recv_on(&self.shell, "shell", Duration::ZERO, &mut dropped)? {
-                    if m.parent_msg_id.as_deref() == Some(msg_id.as_str()) {
-                        reply = Some(m.content);
-                    }
+                    execution.on_shell(m);
                 }
             }
             if iopub_ready {
                 if let Some(m) = self.recv_on(&self.iopub, "iopub", Duration::ZERO, &mut dropped)? {
-                    if m.parent_msg_id.as_deref() == Some(msg_id.as_str()) {
-                        idle |= m.msg_type == "status" && m.content["execution_state"] == "idle";
-                        iopub.push((m.msg_type, m.content));
-                    }
+                    execution.on_iopub(m);
                 }
             }
         }
-        Ok(ExecuteOutcome {
-            reply: reply.unwrap_or(Value::Null),
-            iopub,
-        })
+        execution.finish(dropped, timeout)
     }
 
     /// Waits until the kernel answers on shell **and** this client's IOPub subscription is live,
@@ -291,35 +190,21 @@ impl Client {
     /// until a reply has come and any valid IOPub message has been received. Returns the
     /// kernel_info reply content.
     pub fn wait_for_ready(&mut self, timeout: Duration) -> Result<Value, Error> {
-        const NUDGE: Duration = Duration::from_millis(500);
         let started = std::time::Instant::now();
-        let mut requests = Vec::new();
-        let mut reply = None;
-        let mut iopub_live = false;
+        let mut readiness = Readiness::default();
         let mut dropped = Dropped::default();
-        let mut last_nudge: Option<std::time::Instant> = None;
-        while reply.is_none() || !iopub_live {
+        while !readiness.done() {
             let left = timeout.saturating_sub(started.elapsed());
             if left.is_zero() {
-                let what = if reply.is_some() {
-                    "IOPub message (the kernel answers on shell but publishes nothing)"
-                } else {
-                    "reply to kernel_info_request"
-                };
-                return Err(dropped.timeout(what.into(), timeout));
+                break;
             }
-            if last_nudge.is_none_or(|at| at.elapsed() >= NUDGE) {
-                requests.push(self.send(Channel::Shell, "kernel_info_request", &json!({}))?);
-                last_nudge = Some(std::time::Instant::now());
+            if readiness.wants_nudge() {
+                readiness.nudged(self.send(Channel::Shell, "kernel_info_request", &json!({}))?);
             }
             let (shell_ready, iopub_ready) = self.wait_either(left.min(NUDGE))?;
             if shell_ready {
                 if let Some(m) = self.recv_on(&self.shell, "shell", Duration::ZERO, &mut dropped)? {
-                    if m.msg_type == "kernel_info_reply"
-                        && m.parent_msg_id.is_some_and(|p| requests.contains(&p))
-                    {
-                        reply = Some(m.content);
-                    }
+                    readiness.on_shell(m);
                 }
             }
             if iopub_ready
@@ -327,10 +212,10 @@ impl Client {
                     .recv_on(&self.iopub, "iopub", Duration::ZERO, &mut dropped)?
                     .is_some()
             {
-                iopub_live = true;
+                readiness.on_iopub();
             }
         }
-        Ok(reply.unwrap_or(Value::Null))
+        readiness.finish(dropped, timeout)
     }
 
     /// The next valid IOPub message within `timeout`, as `(msg_type, content, parent msg_id)`;
@@ -370,11 +255,8 @@ impl Client {
             if left.is_zero() {
                 // A REQ that got no reply cannot send again: start over with a new one.
                 let hb = socket(&self.ctx, zmq::REQ, "heartbeat")?;
-                connect(
-                    &hb,
-                    "heartbeat",
-                    &self.connection.endpoint(self.connection.ports.hb),
-                )?;
+                let connection = &self.messenger.connection;
+                connect(&hb, "heartbeat", &connection.endpoint(connection.ports.hb))?;
                 let old = std::mem::replace(&mut self.hb, hb);
                 let _ = old.set_linger(0);
                 return Ok(false);
@@ -409,31 +291,6 @@ impl Client {
         let Some(frames) = try_recv(socket, name)? else {
             return Ok(None);
         };
-        match self.read(&frames) {
-            Ok(message) => Ok(Some(message)),
-            Err(reason) => {
-                dropped.note(format!("{name}: {reason}"));
-                Ok(None)
-            }
-        }
-    }
-
-    /// Splits, verifies and reads a message; the reason it is unusable otherwise.
-    fn read(&self, frames: &[Vec<u8>]) -> Result<Received, String> {
-        let message = wire::split(frames, &self.limits)
-            .map_err(|e| e.to_string())?
-            .verify(self.session.signer())
-            .map_err(|e| format!("bad signature: {e}"))?;
-        let parts = message.parts();
-        let header = Header::from_json(parts.header).map_err(|e| format!("header: {e}"))?;
-        let parent_msg_id = serde_json::from_slice::<Value>(parts.parent_header)
-            .ok()
-            .and_then(|p| p.get("msg_id")?.as_str().map(str::to_string));
-        let content = serde_json::from_slice(parts.content).map_err(|e| format!("content: {e}"))?;
-        Ok(Received {
-            msg_type: header.msg_type,
-            parent_msg_id,
-            content,
-        })
+        Ok(self.messenger.read(name, &frames, dropped))
     }
 }

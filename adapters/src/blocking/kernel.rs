@@ -14,7 +14,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What happens, step by step (each step is the core's [`KernelHandshake`] asking for it):
+//! What happens, step by step (each step is the core's [`KernelHandshake`](jupyter_handshake::KernelHandshake) asking for it):
 //!
 //! 1. `BindChannels`: shell (ROUTER), iopub (XPUB, `ZMQ_XPUB_VERBOSE` so every subscription is
 //!    seen), heartbeat (REP), stdin (ROUTER), control (ROUTER) are bound in ark's order, on port
@@ -31,22 +31,16 @@
 //! The REQ socket is closed before returning. Losing the registration connection is not detected
 //! (libzmq reconnects silently); the acknowledgement deadline covers it.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use jupyter_handshake::{
-    ConnectionFile, Failure, Instant, KernelAction, KernelConfig, KernelEvent, KernelFile,
-    KernelHandshake, KernelInput, KernelPorts, Output, Transport,
-};
+use jupyter_handshake::{ConnectionFile, Instant, KernelEvent, KernelFile};
 
-use super::{as_slices, bind, configure, connect, poll, send, socket, try_recv};
-use crate::clock::{Clock, poll_millis};
+pub use crate::kernel::KernelOptions;
+
+use super::{as_slices, poll, try_recv};
+use crate::clock::poll_millis;
 use crate::error::Error;
-use crate::files::{new_session_id, write_private_atomic};
-
-/// How long to sleep when the core names no deadline while it is not finished (it always does
-/// name one while waiting; this only bounds a wait that should never happen).
-const IDLE_TICK: Duration = Duration::from_millis(100);
+use crate::kernel::{Start, read_kernel_file};
 
 /// The kernel's five bound channels.
 pub struct KernelSockets {
@@ -61,39 +55,6 @@ pub struct KernelSockets {
     pub control: zmq::Socket,
     /// Heartbeat: REP (echo every message back).
     pub hb: zmq::Socket,
-}
-
-/// How [`start_kernel`] behaves.
-#[derive(Clone, Debug)]
-pub struct KernelOptions {
-    /// How long to wait for the launcher's `handshake_reply` (default 10 s). The JEP says a kernel
-    /// without an acknowledgement should shut down: [`start_kernel`] then fails.
-    pub ack_timeout: Duration,
-    /// Wait, after registering, until the first IOPub subscription arrives, for at most this
-    /// long (ark waits 10 s), so nothing published before the client listens is lost. `None`
-    /// (default): do not wait. A subscription consumed while waiting is returned in
-    /// [`StartedKernel::first_subscription`].
-    pub wait_for_iopub: Option<Duration>,
-    /// Write the kernel's own connection file here once connected (atomically, mode 0600), as
-    /// the JEP suggests. Default: none.
-    pub write_connection_file: Option<PathBuf>,
-    /// The `session` of the handshake's headers; use the same id for the kernel's other messages
-    /// (one per process). Default: a fresh random UUID.
-    pub session_id: String,
-    /// The `username` of the handshake's headers (default `kernel`, as ark).
-    pub username: String,
-}
-
-impl Default for KernelOptions {
-    fn default() -> Self {
-        Self {
-            ack_timeout: Duration::from_secs(10),
-            wait_for_iopub: None,
-            write_connection_file: None,
-            session_id: new_session_id(),
-            username: "kernel".into(),
-        }
-    }
 }
 
 /// A kernel whose channels are bound and registered.
@@ -122,15 +83,7 @@ pub fn start_kernel(
     options: &KernelOptions,
     observer: &mut dyn FnMut(Instant, &KernelEvent),
 ) -> Result<StartedKernel, Error> {
-    let bytes = std::fs::read(file).map_err(|source| Error::ReadFile {
-        path: file.to_path_buf(),
-        source,
-    })?;
-    let kernel_file = KernelFile::from_json(&bytes).map_err(|source| Error::InvalidFile {
-        path: file.to_path_buf(),
-        source,
-    })?;
-    start_kernel_with(ctx, kernel_file, options, observer)
+    start_kernel_with(ctx, read_kernel_file(file)?, options, observer)
 }
 
 /// [`start_kernel`] with a file already parsed.
@@ -140,205 +93,76 @@ pub fn start_kernel_with(
     options: &KernelOptions,
     observer: &mut dyn FnMut(Instant, &KernelEvent),
 ) -> Result<StartedKernel, Error> {
-    let config = KernelConfig {
-        ack_timeout: options.ack_timeout,
-        wait_for_iopub: options.wait_for_iopub,
-        session_id: options.session_id.clone(),
-        username: options.username.clone(),
-        ..KernelConfig::default()
-    };
-    let mut driver = Driver {
-        ctx,
-        clock: Clock::new(),
-        machine: KernelHandshake::new(file, config),
-        sockets: None,
-        req: None,
-        connected: None,
-        failed: None,
-        observer,
-    };
-    let mut first_subscription = None;
-    let mut deadline = driver.drain()?;
-    while !driver.machine.state().is_terminal() {
-        let watch_iopub = options.wait_for_iopub.is_some() && first_subscription.is_none();
-        let wait = deadline.map_or(IDLE_TICK, |d| driver.clock.until(d));
-        let (req_ready, iopub_ready) = driver.wait(watch_iopub, wait)?;
+    let mut start = Start::<zmq::Socket, zmq::Socket>::new(ctx, file, options, observer);
+    let mut deadline = start.drain()?;
+    while !start.done() {
+        let wait = start.wait_for(deadline);
+        let watch_iopub = start.watching_iopub();
+        let (req_ready, iopub_ready) = {
+            let mut items = Vec::with_capacity(2);
+            if let Some(req) = &start.req {
+                items.push(req.as_poll_item(zmq::POLLIN));
+            }
+            let iopub_at = items.len();
+            if let (true, Some(channels)) = (watch_iopub, &start.channels) {
+                items.push(channels.iopub.as_poll_item(zmq::POLLIN));
+            }
+            poll(&mut items, poll_millis(wait), "registration")?;
+            let req_ready = start.req.is_some() && items[0].is_readable();
+            let iopub_ready = items.get(iopub_at).is_some_and(zmq::PollItem::is_readable);
+            (req_ready, iopub_ready)
+        };
         if req_ready {
             // A REQ delivers one reply per request: receive once (a second receive is EFSM).
-            if let Some(frames) = match &driver.req {
+            if let Some(frames) = match &start.req {
                 Some(req) => try_recv(req, "registration")?,
                 None => None,
             } {
-                let now = driver.clock.now();
-                driver
-                    .machine
-                    .handle_input(now, KernelInput::Received(&as_slices(&frames)))?;
-                driver.drain()?;
+                start.reply(&as_slices(&frames))?;
             }
         }
         if iopub_ready {
-            while let Some(frame) = match &driver.sockets {
-                Some(s) if first_subscription.is_none() => {
-                    try_recv(&s.iopub, "iopub")?.map(|frames| frames.concat())
+            while let Some(frame) = match &start.channels {
+                Some(c) if start.watching_iopub() => {
+                    try_recv(&c.iopub, "iopub")?.map(|frames| frames.concat())
                 }
                 _ => None,
             } {
-                // XPUB delivers one frame, `0x01 topic` for a subscription, `0x00 topic` for an
-                // unsubscription; only the former is news for the core.
-                if frame.first() == Some(&1) {
-                    first_subscription = Some(frame[1..].to_vec());
-                    let now = driver.clock.now();
-                    driver
-                        .machine
-                        .handle_input(now, KernelInput::IopubSubscribed)?;
-                    driver.drain()?;
-                }
+                start.iopub_frame(&frame)?;
             }
         }
-        let now = driver.clock.now();
-        driver.machine.handle_input(now, KernelInput::Timeout)?;
-        deadline = driver.drain()?;
+        deadline = start.tick()?;
     }
-    drop(driver.req.take());
-    if let Some(failure) = driver.failed.take() {
-        return Err(Error::Handshake(failure));
-    }
-    let (Some(sockets), Some(connection)) = (driver.sockets.take(), driver.connected.take()) else {
-        return Err(Error::Internal(
-            "the core reported Connected without bound channels",
-        ));
-    };
-    if let Some(path) = &options.write_connection_file {
-        write_private_atomic(path, &connection.to_json_pretty()).map_err(|source| {
-            Error::WriteFile {
-                path: path.clone(),
-                source,
-            }
-        })?;
-    }
+    let started = start.finish()?;
+    let c = started.channels;
     Ok(StartedKernel {
-        sockets,
-        connection,
-        first_subscription,
+        sockets: KernelSockets {
+            shell: c.shell,
+            iopub: c.iopub,
+            stdin: c.stdin,
+            control: c.control,
+            hb: c.hb,
+        },
+        connection: started.connection,
+        first_subscription: started.first_subscription,
     })
-}
-
-struct Driver<'a> {
-    ctx: &'a zmq::Context,
-    clock: Clock,
-    machine: KernelHandshake,
-    sockets: Option<KernelSockets>,
-    req: Option<zmq::Socket>,
-    connected: Option<ConnectionFile>,
-    failed: Option<Failure>,
-    observer: &'a mut dyn FnMut(Instant, &KernelEvent),
-}
-
-impl Driver<'_> {
-    /// Does everything the machine asks until it is drained; returns its deadline.
-    fn drain(&mut self) -> Result<Option<Instant>, Error> {
-        loop {
-            match self.machine.poll_output() {
-                Output::Action(KernelAction::BindChannels {
-                    transport,
-                    ip,
-                    ports,
-                }) => {
-                    let (sockets, bound) = bind_channels(self.ctx, transport, &ip, ports)?;
-                    self.sockets = Some(sockets);
-                    let now = self.clock.now();
-                    self.machine.handle_input(now, KernelInput::Bound(bound))?;
-                }
-                Output::Action(KernelAction::ConnectRegistration { endpoint }) => {
-                    let req = socket(self.ctx, zmq::REQ, "registration")?;
-                    connect(&req, "registration", &endpoint)?;
-                    self.req = Some(req);
-                    let now = self.clock.now();
-                    self.machine
-                        .handle_input(now, KernelInput::RegistrationConnected)?;
-                }
-                Output::Transmit(transmit) => match &self.req {
-                    Some(req) => send(req, "registration", transmit.frames)?,
-                    None => {
-                        return Err(Error::Internal(
-                            "the core sent a message before asking to connect",
-                        ));
-                    }
-                },
-                Output::Event(event) => {
-                    (self.observer)(self.clock.now(), &event);
-                    match event {
-                        KernelEvent::Connected(connection) => self.connected = Some(connection),
-                        KernelEvent::Failed(failure) => self.failed = Some(failure),
-                        _ => {}
-                    }
-                }
-                Output::Timeout(deadline) => return Ok(deadline),
-            }
-        }
-    }
-
-    /// Waits up to `wait` for the registration reply or (if `watch_iopub`) a subscription.
-    fn wait(&self, watch_iopub: bool, wait: Duration) -> Result<(bool, bool), Error> {
-        let mut items = Vec::with_capacity(2);
-        if let Some(req) = &self.req {
-            items.push(req.as_poll_item(zmq::POLLIN));
-        }
-        let iopub_at = items.len();
-        if let (true, Some(sockets)) = (watch_iopub, &self.sockets) {
-            items.push(sockets.iopub.as_poll_item(zmq::POLLIN));
-        }
-        poll(&mut items, poll_millis(wait), "registration")?;
-        let req_ready = self.req.is_some() && items[0].is_readable();
-        let iopub_ready = items.get(iopub_at).is_some_and(zmq::PollItem::is_readable);
-        Ok((req_ready, iopub_ready))
-    }
-}
-
-/// Binds the five channels (in ark's order: shell, iopub, heartbeat, stdin, control) on `ports`,
-/// or on port 0 each when `ports` is `None` (or a port is 0).
-fn bind_channels(
-    ctx: &zmq::Context,
-    transport: Transport,
-    ip: &str,
-    ports: Option<KernelPorts>,
-) -> Result<(KernelSockets, KernelPorts), Error> {
-    let wanted = ports.unwrap_or_default();
-    let shell = socket(ctx, zmq::ROUTER, "shell")?;
-    let iopub = socket(ctx, zmq::XPUB, "iopub")?;
-    iopub
-        .set_xpub_verbose(true)
-        .map_err(|source| configure("iopub", source))?;
-    let hb = socket(ctx, zmq::REP, "heartbeat")?;
-    let stdin = socket(ctx, zmq::ROUTER, "stdin")?;
-    let control = socket(ctx, zmq::ROUTER, "control")?;
-    let bound = KernelPorts {
-        shell: bind(&shell, "shell", transport, ip, wanted.shell)?,
-        iopub: bind(&iopub, "iopub", transport, ip, wanted.iopub)?,
-        hb: bind(&hb, "heartbeat", transport, ip, wanted.hb)?,
-        stdin: bind(&stdin, "stdin", transport, ip, wanted.stdin)?,
-        control: bind(&control, "control", transport, ip, wanted.control)?,
-    };
-    let sockets = KernelSockets {
-        shell,
-        iopub,
-        stdin,
-        control,
-        hb,
-    };
-    Ok((sockets, bound))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::blocking::testkit::HandLauncher;
+    use crate::clock::Clock;
     use crate::files::tests::TempDir;
+    use crate::files::write_private_atomic;
     use jupyter_handshake::message::Header;
     use jupyter_handshake::wire::{self, Limits};
+    use jupyter_handshake::{Failure, Transport};
     use jupyter_handshake::{
         KernelState, LauncherState, RegistrationFile, Session, SignatureScheme, Signer, Waiting,
     };
+    use std::path::PathBuf;
+    use std::time::Duration;
 
     type Events = Vec<KernelEvent>;
 
@@ -457,7 +281,8 @@ mod tests {
     fn silent_launcher(ctx: &zmq::Context, dir: &Path) -> (zmq::Socket, PathBuf, Key) {
         let router = ctx.socket(zmq::ROUTER).unwrap();
         router.set_linger(0).unwrap();
-        let port = super::bind(&router, "registration", Transport::Tcp, "127.0.0.1", 0).unwrap();
+        let port =
+            crate::sockets::bind(&router, "registration", Transport::Tcp, "127.0.0.1", 0).unwrap();
         let key = crate::files::random_key();
         let file = RegistrationFile::new(
             Transport::Tcp,

@@ -126,20 +126,54 @@ fn helper_kernel() {
     helper_kernel_main(Path::new(&file), &mode);
 }
 
-/// A small kernel: optionally sends junk to the registration socket first, starts with
-/// `start_kernel`, then answers `kernel_info_request` and `shutdown_request` and echoes
+/// A small kernel. Modes: `forge` sends junk to the registration socket first; `die` does that,
+/// then exits with status 7 instead of registering; `async` registers with the async
+/// `start_kernel`; anything else with the blocking one. Then it answers `kernel_info_request` and `shutdown_request` and echoes
 /// heartbeats until shut down.
 fn helper_kernel_main(file: &Path, mode: &str) {
     let ctx = zmq::Context::new();
-    if mode == "forge" {
+    if mode == "forge" || mode == "die" {
         forge(&ctx, file);
     }
+    if mode == "die" {
+        // Dies mid-handshake: connected, heard back (a refusal), never registered.
+        std::process::exit(7);
+    }
     let options = super::kernel::KernelOptions::default();
-    let started = super::kernel::start_kernel(&ctx, file, &options, &mut |_, _| {}).unwrap();
-    let connection = started.connection;
+    #[cfg(feature = "async")]
+    let async_started;
+    let blocking_started;
+    let (connection, s) = if mode == "async" {
+        #[cfg(feature = "async")]
+        {
+            let mut ignore = |_, _: &_| {};
+            let start = crate::asynchronous::start_kernel(&ctx, file, &options, &mut ignore);
+            async_started = futures_executor::block_on(start).unwrap();
+            let s = &async_started.sockets;
+            let raw = Raw {
+                shell: s.shell.as_raw_socket(),
+                control: s.control.as_raw_socket(),
+                hb: s.hb.as_raw_socket(),
+                iopub: s.iopub.as_raw_socket(),
+            };
+            (async_started.connection.clone(), raw)
+        }
+        #[cfg(not(feature = "async"))]
+        panic!("mode async needs the async feature")
+    } else {
+        blocking_started =
+            super::kernel::start_kernel(&ctx, file, &options, &mut |_, _| {}).unwrap();
+        let s = &blocking_started.sockets;
+        let raw = Raw {
+            shell: &s.shell,
+            control: &s.control,
+            hb: &s.hb,
+            iopub: &s.iopub,
+        };
+        (blocking_started.connection.clone(), raw)
+    };
     let signer = Signer::new(connection.signature_scheme, &connection.key);
     let mut session = Session::new(options.session_id.clone(), "kernel", signer);
-    let s = &started.sockets;
     let clock = Clock::new();
     loop {
         let mut items = [
@@ -157,7 +191,7 @@ fn helper_kernel_main(file: &Path, mode: &str) {
         if ready[3] {
             let _subscription = s.iopub.recv_multipart(0).unwrap();
         }
-        for (socket, is_ready) in [(&s.shell, ready[0]), (&s.control, ready[1])] {
+        for (socket, is_ready) in [(s.shell, ready[0]), (s.control, ready[1])] {
             if !is_ready {
                 continue;
             }
@@ -215,6 +249,14 @@ fn helper_kernel_main(file: &Path, mode: &str) {
             }
         }
     }
+}
+
+/// The helper kernel's sockets, whichever driver bound them.
+struct Raw<'a> {
+    shell: &'a zmq::Socket,
+    control: &'a zmq::Socket,
+    hb: &'a zmq::Socket,
+    iopub: &'a zmq::Socket,
 }
 
 /// Sends, on one connection (so the launcher sees them in this order): a garbage message, a
