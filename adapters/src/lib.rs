@@ -9,6 +9,10 @@
 //!   ([`start_kernel`](blocking::kernel::start_kernel)), the launcher side
 //!   ([`launch`](blocking::launcher::launch)) and a small [`Client`](blocking::client::Client),
 //!   over the `zmq` crate (libzmq 4.3, bundled).
+//! * [`asynchronous`] (feature `async`): the same three as `async fn`s over `async_zmq`, on any
+//!   executor; see its docs for what that costs (a reactor thread) and the `latency` example
+//!   for what it measures.
+//! * [`launch`], [`kernel`], [`client`]: the options and results the drivers share.
 //! * [`clock`], [`files`], [`kernelspec`], [`error`]: what any driver needs — the core's timeline,
 //!   private atomic files, the Jupyter runtime dir, keys and session ids, kernelspecs and the
 //!   launch mode they imply.

@@ -1,4 +1,4 @@
-//! The own-loop examples are part of the contract: run each one and check its verdict.
+//! The examples are part of the contract: run each one and check its verdict.
 
 #![cfg(feature = "blocking")]
 
@@ -11,6 +11,8 @@ fn run_example(name: &str, args: &[&str]) -> String {
             "--quiet",
             "-p",
             "jupyter-handshake-zmq",
+            // The feature set `cargo test --all-features` built with: nothing is rebuilt.
+            "--all-features",
             "--example",
             name,
             "--",
@@ -43,4 +45,17 @@ fn one_pair_from_a_hand_written_poll_loop() {
 fn a_hundred_handshakes_in_one_thread() {
     let out = run_example("many_in_one_thread", &["100"]);
     assert!(out.contains("100 of 100 handshakes connected"), "{out}");
+}
+
+#[test]
+fn the_latency_benchmark_measures_all_three_drivers() {
+    let out = run_example("latency", &["3"]);
+    for driver in ["blocking", "async", "own loop"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(driver))
+            .unwrap_or_else(|| panic!("no {driver} line in {out}"));
+        // Three figures in µs: the benchmark measured, whatever the values.
+        assert_eq!(line.matches(" µs").count(), 3, "{line}");
+    }
 }
