@@ -129,7 +129,17 @@
 //! classic(ports): Init → Connected at once
 //! ```
 //!
-//! The details of each transition are in the [`kernel`] and [`launcher`] module docs.
+//! Many kernels, one registration socket ([`registrar::Registrar`]): one long-lived socket and
+//! any number of launches, each a launcher machine with its own key; a message is attributed by
+//! the key that verifies it, and goes to that launch alone. Restarts re-arm a launch on the same
+//! socket with the same key:
+//!
+//! ```text
+//! Registrar: Init ─RegistrationBound(port)→ Bound;  each launch: Bound → Connected | Failed ─rearm→ Bound
+//! ```
+//!
+//! The details of each transition are in the [`kernel`], [`launcher`] and [`registrar`] module
+//! docs.
 //!
 //! ## Modules
 //!
@@ -141,6 +151,7 @@
 //! | [`connection`] | connection and registration files |
 //! | [`kernel`] | the kernel-side machine |
 //! | [`launcher`] | the launcher-side machine |
+//! | [`registrar`] | the launcher side for many kernels on one registration socket |
 //! | [`time`] | [`Instant`]: time as a value |
 //!
 //! Secrets: [`Key`] and the files holding one never print the key in `Debug`, and no error or
@@ -162,6 +173,7 @@ pub mod kernel;
 pub mod launcher;
 pub mod message;
 mod output;
+pub mod registrar;
 pub mod sign;
 pub mod time;
 pub mod wire;

@@ -167,6 +167,10 @@ pub enum Rejection {
     /// The handshake is over; late or duplicate input is ignored.
     #[error("the handshake is already finished")]
     Finished,
+    /// A request whose signature was already accepted once (a replay of an earlier run's
+    /// request, seen by a [`Registrar`](crate::registrar::Registrar) after a restart).
+    #[error("replay of a request already accepted")]
+    Replayed,
 }
 
 /// The caller fed an input the machine cannot take in its current state: a bug in the driver,
