@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jupyter_handshake::connection::ConnectionFileError;
+use jupyter_handshake::registrar::RegistrarError;
 use jupyter_handshake::{Failure, Rejection, UsageError};
 
 /// `12.345 s`, the way the core's own messages print durations.
@@ -104,6 +105,10 @@ pub enum Error {
     /// A bug in this adapter: it fed the core an input that makes no sense in its state.
     #[error("internal error in the zmq adapter: {0}")]
     Usage(#[from] UsageError),
+    /// The registrar refused a request of this adapter (an unknown launch, a restart of a
+    /// launch still waiting, …).
+    #[error("{0}")]
+    Registrar(#[from] RegistrarError),
 }
 
 #[cfg(any(feature = "blocking", feature = "async"))]
@@ -158,6 +163,20 @@ pub enum LaunchError {
     /// Setting up sockets or files failed.
     #[error(transparent)]
     Setup(#[from] Error),
+    /// Classic mode picks ports instead of waiting for a registration: it has nothing to share
+    /// a registration socket for.
+    #[error("classic launches cannot share a registration socket; use `launch` for each")]
+    ClassicCannotShare,
+    /// Only a kernel launched through a shared registration socket (a `Launcher`) can be
+    /// restarted through it.
+    #[error("this kernel was not launched through a shared registration socket")]
+    NotShared,
+}
+
+impl From<RegistrarError> for LaunchError {
+    fn from(error: RegistrarError) -> Self {
+        Self::Setup(Error::Registrar(error))
+    }
 }
 
 fn rejection_suffix(rejection: &Option<Rejection>) -> String {

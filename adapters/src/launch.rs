@@ -66,6 +66,10 @@ use crate::files::{
 };
 use crate::kernelspec::LaunchMode;
 use crate::sockets::{Wrap, bind, configure, send, socket};
+use jupyter_handshake::registrar::{
+    LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarError,
+    RegistrarEvent, RegistrarInput,
+};
 
 /// The longest a driver sleeps before checking the child process and the file again.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
@@ -174,6 +178,9 @@ pub struct Launched {
     pub file: PathBuf,
     /// From spawning the kernel to its registration (zero in classic mode).
     pub registered_after: Duration,
+    /// The launch on a shared registration socket this kernel belongs to (to restart it
+    /// through the same `Launcher`); `None` for a single launch.
+    pub launch_id: Option<LaunchId>,
 }
 
 impl Launched {
@@ -246,6 +253,183 @@ pub fn pick_classic_ports(transport: Transport, ip: &str) -> io::Result<KernelPo
     })
 }
 
+/// One kernel process as a launch sees it: its file, its child, and what the core said about it.
+/// Shared by the single-launch engine [`Run`] and the many-launch engine [`Fleet`].
+struct Kernel {
+    file: PathBuf,
+    child: Option<Child>,
+    spawned_at: Option<Instant>,
+    /// The file's bytes as last written or seen; `Some` once we have written it.
+    file_bytes: Option<Vec<u8>>,
+    registered: Option<(ConnectionFile, Evidence, Instant)>,
+    failed: Option<Failure>,
+    last_rejection: Option<Rejection>,
+    /// Why the command could not be started (a fleet member; a single launch returns it).
+    spawn_error: Option<LaunchError>,
+}
+
+impl Kernel {
+    /// A kernel whose file will be `{dir}/kernel-{name}.json`.
+    fn new(dir: &Path, name: &str) -> Self {
+        Self {
+            file: dir.join(format!("kernel-{name}.json")),
+            child: None,
+            spawned_at: None,
+            file_bytes: None,
+            registered: None,
+            failed: None,
+            last_rejection: None,
+            spawn_error: None,
+        }
+    }
+
+    fn write_and_spawn(
+        &mut self,
+        argv: &[String],
+        options: &LaunchOptions,
+        bytes: Vec<u8>,
+        clock: &Clock,
+    ) -> Result<(), LaunchError> {
+        write_private_atomic(&self.file, &bytes).map_err(|source| Error::WriteFile {
+            path: self.file.clone(),
+            source,
+        })?;
+        self.file_bytes = Some(bytes);
+        let argv = substitute_connection_file(argv, &self.file);
+        let (program, args) = argv.split_first().ok_or(LaunchError::EmptyCommand)?;
+        let child = Command::new(program)
+            .args(args)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(options.stdout.to_stdio())
+            .stderr(options.stderr.to_stdio())
+            .spawn()
+            .map_err(|source| LaunchError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        self.spawned_at = Some(clock.now());
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The file's bytes, if they differ from the last ones written or seen. A file that cannot
+    /// be read right now (being replaced, removed) is no news.
+    fn file_change(&mut self) -> Option<Vec<u8>> {
+        let last = self.file_bytes.as_ref()?;
+        let bytes = std::fs::read(&self.file).ok()?;
+        if &bytes == last {
+            return None;
+        }
+        self.file_bytes = Some(bytes.clone());
+        Some(bytes)
+    }
+
+    /// How the child ended, if it has.
+    fn exited(&mut self) -> Result<Option<ExitStatus>, LaunchError> {
+        match &mut self.child {
+            Some(child) => Ok(child
+                .try_wait()
+                .map_err(LaunchError::Wait)?
+                .map(exit_status)),
+            None => Ok(None),
+        }
+    }
+
+    /// Remembers what the core said about this kernel.
+    fn note(&mut self, event: &LauncherEvent, now: Instant) {
+        match event {
+            LauncherEvent::Registered {
+                connection,
+                evidence,
+            } => self.registered = Some((connection.clone(), *evidence, now)),
+            LauncherEvent::Failed(failure) => self.failed = Some(failure.clone()),
+            LauncherEvent::Rejected(rejection) | LauncherEvent::Refused(rejection) => {
+                self.last_rejection = Some(rejection.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// The kernel, registered; or, having killed and reaped the child and removed the file, why
+    /// not. `outcome` is the driver's own result.
+    fn finish(
+        &mut self,
+        outcome: Result<(), LaunchError>,
+        kernel_name: Option<&String>,
+        launch_id: Option<LaunchId>,
+    ) -> Result<Launched, LaunchError> {
+        match (outcome, self.registered.take(), self.child.take()) {
+            (Ok(()), Some((mut connection, evidence, at)), Some(child)) => {
+                if connection.kernel_name.is_none() {
+                    connection.kernel_name = kernel_name.cloned();
+                }
+                let registered_after = match (evidence, self.spawned_at) {
+                    // Classic: the "registration" (we chose the ports) precedes the spawn.
+                    (Evidence::Classic, _) | (_, None) => Duration::ZERO,
+                    (_, Some(spawned)) => at.saturating_duration_since(spawned),
+                };
+                Ok(Launched {
+                    connection,
+                    evidence,
+                    child,
+                    file: self.file.clone(),
+                    registered_after,
+                    launch_id,
+                })
+            }
+            (outcome, _, child) => {
+                if let Some(mut child) = child {
+                    if matches!(child.try_wait(), Ok(None)) {
+                        let _ = child.kill();
+                    }
+                    let _ = child.wait();
+                }
+                if self.file_bytes.take().is_some() {
+                    let _ = std::fs::remove_file(&self.file);
+                }
+                Err(match (outcome, self.failed.take()) {
+                    (Err(error), _) => error,
+                    (Ok(()), Some(failure)) => LaunchError::Failed {
+                        failure,
+                        last_rejection: self.last_rejection.take(),
+                    },
+                    (Ok(()), None) => {
+                        Error::Internal("the launch ended neither connected nor failed").into()
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// Binds a registration ROUTER on port 0; returns it and its port.
+fn bind_registration(
+    ctx: &zmq::Context,
+    transport: Transport,
+    ip: &str,
+) -> Result<(zmq::Socket, u16), Error> {
+    let router = socket(ctx, zmq::ROUTER, "registration")?;
+    // Defence in depth: libzmq disconnects a peer that sends a frame larger than anything the
+    // core would accept anyway.
+    let max = i64::try_from(Limits::HANDSHAKE.max_frame_len).unwrap_or(i64::MAX);
+    router
+        .set_maxmsgsize(max)
+        .map_err(|source| configure("registration", source))?;
+    let port = bind(&router, "registration", transport, ip, 0)?;
+    Ok((router, port))
+}
+
+/// Creates the directory for the launchers' files (private) and returns it.
+fn file_dir(options: &LaunchOptions) -> Result<PathBuf, Error> {
+    let dir = options.dir.clone().unwrap_or_else(runtime_dir);
+    create_private_dir(&dir).map_err(|source| Error::WriteFile {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
+}
+
 /// The launch engine: everything a launch does except waiting. A driver creates it, calls
 /// [`drain`](Run::drain), then loops until [`done`](Run::done): wait on the registration socket
 /// for at most [`wait_for`](Run::wait_for), hand each received message to
@@ -257,16 +441,9 @@ pub(crate) struct Run<'a, S> {
     machine: LauncherHandshake,
     options: &'a LaunchOptions,
     argv: &'a [String],
-    file: PathBuf,
     /// The registration socket, once bound.
     pub(crate) router: Option<S>,
-    child: Option<Child>,
-    spawned_at: Option<Instant>,
-    /// The file's bytes as last written or seen; `Some` once we have written it.
-    file_bytes: Option<Vec<u8>>,
-    registered: Option<(ConnectionFile, Evidence, Instant)>,
-    failed: Option<Failure>,
-    last_rejection: Option<Rejection>,
+    kernel: Kernel,
     observer: &'a mut dyn FnMut(Instant, &LauncherEvent),
 }
 
@@ -282,13 +459,9 @@ impl<'a, S: Wrap> Run<'a, S> {
         if argv.is_empty() {
             return Err(LaunchError::EmptyCommand);
         }
-        let dir = options.dir.clone().unwrap_or_else(runtime_dir);
-        create_private_dir(&dir).map_err(|source| Error::WriteFile {
-            path: dir.clone(),
-            source,
-        })?;
+        let dir = file_dir(options)?;
         let session_id = new_session_id();
-        let file = dir.join(format!("kernel-{session_id}.json"));
+        let kernel = Kernel::new(&dir, &session_id);
         let config = LauncherConfig {
             transport: options.transport,
             ip: options.ip.clone(),
@@ -311,14 +484,8 @@ impl<'a, S: Wrap> Run<'a, S> {
             machine,
             options,
             argv,
-            file,
             router: None,
-            child: None,
-            spawned_at: None,
-            file_bytes: None,
-            registered: None,
-            failed: None,
-            last_rejection: None,
+            kernel,
             observer,
         })
     }
@@ -352,7 +519,7 @@ impl<'a, S: Wrap> Run<'a, S> {
     /// (`poll_output` never changes it).
     pub(crate) fn tick(&mut self) -> Result<Option<Instant>, LaunchError> {
         if !self.done() {
-            if let Some(bytes) = self.file_change() {
+            if let Some(bytes) = self.kernel.file_change() {
                 let now = self.clock.now();
                 self.machine
                     .handle_input(now, LauncherInput::FileChanged(&bytes))?;
@@ -360,14 +527,10 @@ impl<'a, S: Wrap> Run<'a, S> {
             }
         }
         if !self.done() {
-            let exited = match &mut self.child {
-                Some(child) => child.try_wait().map_err(LaunchError::Wait)?,
-                None => None,
-            };
-            if let Some(status) = exited {
+            if let Some(status) = self.kernel.exited()? {
                 let now = self.clock.now();
                 self.machine
-                    .handle_input(now, LauncherInput::KernelExited(exit_status(status)))?;
+                    .handle_input(now, LauncherInput::KernelExited(status))?;
                 self.drain()?;
             }
         }
@@ -381,27 +544,24 @@ impl<'a, S: Wrap> Run<'a, S> {
         loop {
             match self.machine.poll_output() {
                 Output::Action(LauncherAction::BindRegistration { transport, ip }) => {
-                    let router = socket(self.ctx, zmq::ROUTER, "registration")?;
-                    // Defence in depth: libzmq disconnects a peer that sends a frame larger
-                    // than anything the core would accept anyway.
-                    let max = i64::try_from(Limits::HANDSHAKE.max_frame_len).unwrap_or(i64::MAX);
-                    router
-                        .set_maxmsgsize(max)
-                        .map_err(|source| configure("registration", source))?;
-                    let port = bind(&router, "registration", transport, &ip, 0)?;
+                    let (router, port) = bind_registration(self.ctx, transport, &ip)?;
                     self.router = Some(S::wrap(router));
                     let now = self.clock.now();
                     self.machine
                         .handle_input(now, LauncherInput::RegistrationBound { port })?;
                 }
                 Output::Action(LauncherAction::WriteRegistrationFile(registration)) => {
-                    self.write_and_spawn(registration.to_json_pretty())?;
+                    let bytes = registration.to_json_pretty();
+                    self.kernel
+                        .write_and_spawn(self.argv, self.options, bytes, &self.clock)?;
                 }
                 Output::Action(LauncherAction::WriteConnectionFile(mut connection)) => {
                     if connection.kernel_name.is_none() {
                         connection.kernel_name.clone_from(&self.options.kernel_name);
                     }
-                    self.write_and_spawn(connection.to_json_pretty())?;
+                    let bytes = connection.to_json_pretty();
+                    self.kernel
+                        .write_and_spawn(self.argv, self.options, bytes, &self.clock)?;
                 }
                 Output::Transmit(transmit) => match &self.router {
                     // A ROUTER never blocks on send (it drops what it cannot route), so a plain
@@ -417,57 +577,11 @@ impl<'a, S: Wrap> Run<'a, S> {
                 Output::Event(event) => {
                     let now = self.clock.now();
                     (self.observer)(now, &event);
-                    match event {
-                        LauncherEvent::Registered {
-                            connection,
-                            evidence,
-                        } => self.registered = Some((connection, evidence, now)),
-                        LauncherEvent::Failed(failure) => self.failed = Some(failure),
-                        LauncherEvent::Rejected(rejection) | LauncherEvent::Refused(rejection) => {
-                            self.last_rejection = Some(rejection);
-                        }
-                        _ => {}
-                    }
+                    self.kernel.note(&event, now);
                 }
                 Output::Timeout(deadline) => return Ok(deadline),
             }
         }
-    }
-
-    fn write_and_spawn(&mut self, bytes: Vec<u8>) -> Result<(), LaunchError> {
-        write_private_atomic(&self.file, &bytes).map_err(|source| Error::WriteFile {
-            path: self.file.clone(),
-            source,
-        })?;
-        self.file_bytes = Some(bytes);
-        let argv = substitute_connection_file(self.argv, &self.file);
-        let (program, args) = argv.split_first().ok_or(LaunchError::EmptyCommand)?;
-        let child = Command::new(program)
-            .args(args)
-            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(self.options.stdout.to_stdio())
-            .stderr(self.options.stderr.to_stdio())
-            .spawn()
-            .map_err(|source| LaunchError::Spawn {
-                program: program.clone(),
-                source,
-            })?;
-        self.spawned_at = Some(self.clock.now());
-        self.child = Some(child);
-        Ok(())
-    }
-
-    /// The file's bytes, if they differ from the last ones written or seen. A file that cannot
-    /// be read right now (being replaced, removed) is no news.
-    fn file_change(&mut self) -> Option<Vec<u8>> {
-        let last = self.file_bytes.as_ref()?;
-        let bytes = std::fs::read(&self.file).ok()?;
-        if &bytes == last {
-            return None;
-        }
-        self.file_bytes = Some(bytes.clone());
-        Some(bytes)
     }
 
     /// Ends the launch: closes the registration socket (its linger lets a queued reply go out)
@@ -478,45 +592,314 @@ impl<'a, S: Wrap> Run<'a, S> {
         outcome: Result<(), LaunchError>,
     ) -> Result<Launched, LaunchError> {
         drop(self.router.take());
-        match (outcome, self.registered.take(), self.child.take()) {
-            (Ok(()), Some((mut connection, evidence, at)), Some(child)) => {
-                if connection.kernel_name.is_none() {
-                    connection.kernel_name.clone_from(&self.options.kernel_name);
+        self.kernel
+            .finish(outcome, self.options.kernel_name.as_ref(), None)
+    }
+}
+
+/// One launch of a [`Fleet`]: its command and its kernel.
+struct Member {
+    id: LaunchId,
+    argv: Vec<String>,
+    kernel: Kernel,
+    /// Whether a caller waits for this launch's outcome now.
+    awaited: bool,
+}
+
+/// The many-launch engine: one registration socket, one [`Registrar`], any number of kernels
+/// launched at once and restarted later. Driven like [`Run`]: [`start`](Fleet::start) or
+/// [`restart`](Fleet::restart), then until [`done`](Fleet::done): wait for at most
+/// [`wait_for`](Fleet::wait_for), [`received`](Fleet::received), [`tick`](Fleet::tick); then
+/// [`finish`](Fleet::finish).
+pub(crate) struct Fleet<S> {
+    clock: Clock,
+    registrar: Registrar,
+    options: LaunchOptions,
+    dir: PathBuf,
+    session_id: String,
+    /// The shared registration socket.
+    pub(crate) router: S,
+    members: Vec<Member>,
+}
+
+impl<S: Wrap> Fleet<S> {
+    /// Binds the shared registration socket. Classic mode cannot share a socket: it is refused.
+    pub(crate) fn new(ctx: &zmq::Context, options: &LaunchOptions) -> Result<Self, LaunchError> {
+        if options.mode == LaunchMode::Classic {
+            return Err(LaunchError::ClassicCannotShare);
+        }
+        let dir = file_dir(options)?;
+        let clock = Clock::new();
+        let session_id = new_session_id();
+        let mut registrar = Registrar::new(RegistrarConfig {
+            transport: options.transport,
+            ip: options.ip.clone(),
+            session_id: session_id.clone(),
+            ..RegistrarConfig::default()
+        });
+        let mut router = None;
+        loop {
+            match registrar.poll_output() {
+                Output::Action(RegistrarAction::BindRegistration { transport, ip }) => {
+                    let (socket, port) = bind_registration(ctx, transport, &ip)?;
+                    router = Some(S::wrap(socket));
+                    registrar
+                        .handle_input(clock.now(), RegistrarInput::RegistrationBound { port })?;
                 }
-                let registered_after = match (evidence, self.spawned_at) {
-                    // Classic: the "registration" (we chose the ports) precedes the spawn.
-                    (Evidence::Classic, _) | (_, None) => Duration::ZERO,
-                    (_, Some(spawned)) => at.saturating_duration_since(spawned),
-                };
-                Ok(Launched {
-                    connection,
-                    evidence,
-                    child,
-                    file: self.file,
-                    registered_after,
-                })
+                Output::Timeout(_) => break,
+                _ => {
+                    return Err(
+                        Error::Internal("the registrar asked for more than a socket").into(),
+                    );
+                }
             }
-            (outcome, _, child) => {
-                if let Some(mut child) = child {
-                    if matches!(child.try_wait(), Ok(None)) {
-                        let _ = child.kill();
-                    }
-                    let _ = child.wait();
+        }
+        let router = router.ok_or(Error::Internal("the registrar never asked for its socket"))?;
+        Ok(Self {
+            clock,
+            registrar,
+            options: options.clone(),
+            dir,
+            session_id,
+            router,
+            members: Vec::new(),
+        })
+    }
+
+    /// The shared registration socket's port.
+    pub(crate) fn port(&self) -> Option<u16> {
+        self.registrar.port()
+    }
+
+    /// Starts one launch per command; their files are written and their kernels spawned as the
+    /// registrar asks. Returns their ids, in order (`Err` for a command that could not start:
+    /// empty, or not spawnable, which fails its own launch only). The outer `Err` is the
+    /// driver's own failure (its socket).
+    pub(crate) fn start(
+        &mut self,
+        argvs: &[Vec<String>],
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<Vec<Result<LaunchId, LaunchError>>, LaunchError> {
+        let mut ids = Vec::with_capacity(argvs.len());
+        for argv in argvs {
+            if argv.is_empty() {
+                ids.push(Err(LaunchError::EmptyCommand));
+                continue;
+            }
+            let config = LaunchConfig {
+                registration_timeout: self.options.timeout,
+                ..LaunchConfig::new(random_key())
+            };
+            let id = self.registrar.launch(self.clock.now(), config)?;
+            let name = format!("{}-{}", self.session_id, id.get());
+            self.members.push(Member {
+                id,
+                argv: argv.clone(),
+                kernel: Kernel::new(&self.dir, &name),
+                awaited: true,
+            });
+            self.drain(observer)?;
+            ids.push(Ok(id));
+        }
+        Ok(ids)
+    }
+
+    /// Starts a registered or failed launch over, for a new process of the same kernel: the old
+    /// process is killed if it still runs, the file is written again with the same key, and the
+    /// command is spawned again.
+    pub(crate) fn restart(
+        &mut self,
+        launched: &mut Launched,
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<LaunchId, LaunchError> {
+        let id = launched.launch_id.ok_or(LaunchError::NotShared)?;
+        if matches!(launched.child.try_wait(), Ok(None)) {
+            let _ = launched.child.kill();
+        }
+        let _ = launched.child.wait();
+        let member = self
+            .members
+            .iter_mut()
+            .find(|m| m.id == id)
+            .ok_or(RegistrarError::UnknownLaunch(id))?;
+        member.awaited = true;
+        member.kernel.registered = None;
+        member.kernel.failed = None;
+        member.kernel.last_rejection = None;
+        self.registrar.rearm(self.clock.now(), id)?;
+        self.drain(observer)?;
+        Ok(id)
+    }
+
+    /// Whether every awaited launch is over.
+    pub(crate) fn done(&self) -> bool {
+        self.members.iter().filter(|m| m.awaited).all(|m| {
+            self.registrar
+                .launch_state(m.id)
+                .is_none_or(|s| s.is_terminal())
+        })
+    }
+
+    /// How long to wait at most for a message before the next [`tick`](Self::tick).
+    pub(crate) fn wait_for(&self) -> Duration {
+        self.registrar
+            .poll_timeout()
+            .map_or(TICK, |d| self.clock.until(d))
+            .min(TICK)
+    }
+
+    /// Feeds one message received on the shared socket to the registrar.
+    pub(crate) fn received(
+        &mut self,
+        frames: &[&[u8]],
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<(), LaunchError> {
+        let now = self.clock.now();
+        self.registrar
+            .handle_input(now, RegistrarInput::Received(frames))?;
+        self.drain(observer)
+    }
+
+    /// After each wake-up: reports every awaited kernel's file changes and exits, then the time.
+    pub(crate) fn tick(
+        &mut self,
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<(), LaunchError> {
+        for i in 0..self.members.len() {
+            let id = self.members[i].id;
+            let pending = self
+                .registrar
+                .launch_state(id)
+                .is_some_and(|s| !s.is_terminal());
+            if !pending {
+                continue;
+            }
+            if let Some(bytes) = self.members[i].kernel.file_change() {
+                let now = self.clock.now();
+                let input = RegistrarInput::FileChanged {
+                    launch: id,
+                    bytes: &bytes,
+                };
+                self.registrar.handle_input(now, input)?;
+                self.drain(observer)?;
+            }
+            let still_pending = self
+                .registrar
+                .launch_state(id)
+                .is_some_and(|s| !s.is_terminal());
+            if still_pending {
+                if let Some(status) = self.members[i].kernel.exited()? {
+                    let now = self.clock.now();
+                    let input = RegistrarInput::KernelExited { launch: id, status };
+                    self.registrar.handle_input(now, input)?;
+                    self.drain(observer)?;
                 }
-                if self.file_bytes.is_some() {
-                    let _ = std::fs::remove_file(&self.file);
-                }
-                Err(match (outcome, self.failed) {
-                    (Err(error), _) => error,
-                    (Ok(()), Some(failure)) => LaunchError::Failed {
-                        failure,
-                        last_rejection: self.last_rejection,
-                    },
-                    (Ok(()), None) => {
-                        Error::Internal("the launch ended neither connected nor failed").into()
+            }
+        }
+        let now = self.clock.now();
+        self.registrar.handle_input(now, RegistrarInput::Timeout)?;
+        self.drain(observer)
+    }
+
+    /// Does everything the registrar asks until it is drained.
+    fn drain(
+        &mut self,
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<(), LaunchError> {
+        loop {
+            match self.registrar.poll_output() {
+                Output::Action(RegistrarAction::WriteRegistrationFile { launch, file }) => {
+                    let Some(member) = self.members.iter_mut().find(|m| m.id == launch) else {
+                        return Err(Error::Internal("a file for a launch we did not make").into());
+                    };
+                    // A command that cannot be spawned fails its own launch, not the others.
+                    if let Err(error) = member.kernel.write_and_spawn(
+                        &member.argv,
+                        &self.options,
+                        file.to_json_pretty(),
+                        &self.clock,
+                    ) {
+                        member.kernel.spawn_error = Some(error);
+                        let now = self.clock.now();
+                        self.registrar
+                            .handle_input(now, RegistrarInput::Abort { launch })?;
                     }
-                })
+                }
+                Output::Action(RegistrarAction::BindRegistration { .. }) => {
+                    return Err(Error::Internal("the registrar asked for a second socket").into());
+                }
+                Output::Transmit(transmit) => {
+                    send(self.router.raw(), "registration", transmit.frames)?;
+                }
+                Output::Event(event) => {
+                    let now = self.clock.now();
+                    observer(now, &event);
+                    if let RegistrarEvent::Launch { launch, event } = &event {
+                        if let Some(member) = self.members.iter_mut().find(|m| m.id == *launch) {
+                            member.kernel.note(event, now);
+                        }
+                    }
+                }
+                Output::Timeout(_) => return Ok(()),
             }
         }
     }
+
+    /// The outcome of each launch in `ids` (which the caller awaited): the kernel, or why not
+    /// (its child killed and reaped, its file removed). When the driver itself failed
+    /// (`outcome`), every awaited kernel is stopped and cleaned up, and that error is returned.
+    pub(crate) fn finish(
+        &mut self,
+        ids: &[LaunchId],
+        outcome: Result<(), LaunchError>,
+    ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
+        let kernel_name = self.options.kernel_name.clone();
+        let mut results = Vec::with_capacity(ids.len());
+        for member in self.members.iter_mut().filter(|m| m.awaited) {
+            member.awaited = false;
+            let own = match (&outcome, member.kernel.spawn_error.take()) {
+                (_, Some(error)) => Err(error),
+                (Err(_), None) => Err(Error::Internal("stopped: the launcher failed").into()),
+                (Ok(()), None) => Ok(()),
+            };
+            let result = member
+                .kernel
+                .finish(own, kernel_name.as_ref(), Some(member.id));
+            results.push((member.id, result));
+        }
+        outcome?;
+        Ok(ids
+            .iter()
+            .map(|id| match results.iter().position(|(r, _)| r == id) {
+                Some(at) => results.swap_remove(at).1,
+                None => Err(Error::Internal("an outcome for a launch not awaited").into()),
+            })
+            .collect())
+    }
+}
+
+/// Puts the outcomes of the launches that started (`finished`, in order) back among the
+/// commands that could not start (`started`), so each command's result is at its own index.
+pub(crate) fn in_order(
+    started: Vec<Result<LaunchId, LaunchError>>,
+    finished: Vec<Result<Launched, LaunchError>>,
+) -> Vec<Result<Launched, LaunchError>> {
+    let mut finished = finished.into_iter();
+    started
+        .into_iter()
+        .map(|started| match started {
+            Ok(_) => finished
+                .next()
+                .unwrap_or_else(|| Err(Error::Internal("fewer outcomes than launches").into())),
+            Err(error) => Err(error),
+        })
+        .collect()
+}
+
+/// The ids of the launches that started.
+pub(crate) fn started_ids(started: &[Result<LaunchId, LaunchError>]) -> Vec<LaunchId> {
+    started
+        .iter()
+        .filter_map(|s| s.as_ref().ok().copied())
+        .collect()
 }

@@ -43,6 +43,8 @@ mod sockets;
 pub mod asynchronous;
 #[cfg(feature = "blocking")]
 pub mod blocking;
+#[cfg(all(test, unix, feature = "blocking", feature = "async"))]
+mod fleet_tests;
 
 pub use clock::Clock;
 pub use error::{Error, LaunchError};

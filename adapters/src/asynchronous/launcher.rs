@@ -2,11 +2,12 @@
 //!
 //! The sequence, classic mode and what is left on disk are described in [`crate::launch`].
 
+use jupyter_handshake::registrar::RegistrarEvent;
 use jupyter_handshake::{Instant, LauncherEvent};
 
 use super::{Router, as_slices, recv, within};
 use crate::error::LaunchError;
-use crate::launch::{LaunchOptions, Launched, MAX_BATCH, Run};
+use crate::launch::{Fleet, LaunchOptions, Launched, MAX_BATCH, Run, in_order, started_ids};
 use crate::sockets::{Wrap, try_recv};
 
 /// Launches the kernel `argv` (`{connection_file}` is replaced by the file's path) and waits,
@@ -50,6 +51,82 @@ async fn drive(run: &mut Run<'_, Router>) -> Result<(), LaunchError> {
             }
         }
         deadline = run.tick()?;
+    }
+    Ok(())
+}
+
+/// Launches many kernels through **one** registration socket, at once, and restarts them
+/// through it; the async twin of [`blocking::Launcher`](crate::blocking::launcher::Launcher),
+/// with the same behaviour.
+pub struct Launcher {
+    fleet: Fleet<Router>,
+}
+
+impl Launcher {
+    /// Binds the shared registration socket (classic mode is refused).
+    pub fn new(ctx: &zmq::Context, options: &LaunchOptions) -> Result<Self, LaunchError> {
+        Ok(Self {
+            fleet: Fleet::new(ctx, options)?,
+        })
+    }
+
+    /// The shared registration socket's port.
+    pub fn port(&self) -> Option<u16> {
+        self.fleet.port()
+    }
+
+    /// Launches one kernel per command, all at once; see
+    /// [`blocking::Launcher::launch_all`](crate::blocking::launcher::Launcher::launch_all).
+    pub async fn launch_all(
+        &mut self,
+        argvs: &[Vec<String>],
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
+        let started = match self.fleet.start(argvs, observer) {
+            Ok(started) => started,
+            // Stops every kernel started so far, and returns the error.
+            Err(error) => return self.fleet.finish(&[], Err(error)).map(|_| Vec::new()),
+        };
+        let ids = started_ids(&started);
+        let outcome = drive_fleet(&mut self.fleet, observer).await;
+        let finished = self.fleet.finish(&ids, outcome)?;
+        Ok(in_order(started, finished))
+    }
+
+    /// Restarts `launched` through the same socket; see
+    /// [`blocking::Launcher::restart`](crate::blocking::launcher::Launcher::restart).
+    pub async fn restart(
+        &mut self,
+        launched: &mut Launched,
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<(), LaunchError> {
+        let id = self.fleet.restart(launched, observer)?;
+        let outcome = drive_fleet(&mut self.fleet, observer).await;
+        let mut finished = self.fleet.finish(&[id], outcome)?;
+        *launched = finished
+            .pop()
+            .unwrap_or_else(|| Err(crate::Error::Internal("no outcome for the restart").into()))?;
+        Ok(())
+    }
+}
+
+async fn drive_fleet(
+    fleet: &mut Fleet<Router>,
+    observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+) -> Result<(), LaunchError> {
+    while !fleet.done() {
+        let wait = fleet.wait_for();
+        if let Some(frames) = within(Box::pin(recv(&mut fleet.router, "registration")), wait).await
+        {
+            fleet.received(&as_slices(&frames?), observer)?;
+            for _ in 1..MAX_BATCH {
+                let Some(frames) = try_recv(fleet.router.raw(), "registration")? else {
+                    break;
+                };
+                fleet.received(&crate::sockets::as_slices(&frames), observer)?;
+            }
+        }
+        fleet.tick(observer)?;
     }
     Ok(())
 }

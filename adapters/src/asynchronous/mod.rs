@@ -55,7 +55,7 @@ pub mod launcher;
 
 pub use client::Client;
 pub use kernel::{KernelSockets, StartedKernel, start_kernel, start_kernel_with};
-pub use launcher::launch;
+pub use launcher::{Launcher, launch};
 
 use std::time::Duration;
 

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+use jupyter_handshake::registrar::RegistrarEvent;
 use jupyter_handshake::{Instant, LauncherEvent};
 
 pub use crate::launch::{
@@ -25,7 +26,7 @@ pub use crate::launch::{
 use super::{as_slices, poll, try_recv};
 use crate::clock::poll_millis;
 use crate::error::LaunchError;
-use crate::launch::{MAX_BATCH, Run};
+use crate::launch::{Fleet, MAX_BATCH, Run, in_order, started_ids};
 
 /// Launches the kernel `argv` (`{connection_file}` is replaced by the file's path) and waits
 /// until it has registered.
@@ -65,6 +66,104 @@ fn drive(run: &mut Run<'_, zmq::Socket>) -> Result<(), LaunchError> {
             run.received(&as_slices(&frames))?;
         }
         deadline = run.tick()?;
+    }
+    Ok(())
+}
+
+/// Launches many kernels through **one** registration socket (the core's
+/// [`Registrar`](jupyter_handshake::registrar::Registrar)), at once, and restarts them through
+/// it: JEP 66's long-lived registration socket.
+///
+/// Each kernel gets its own key and file; a request is attributed by the key that signs it, so
+/// one kernel's garbage, forgery, death or timeout never affects another's launch.
+///
+/// ```no_run
+/// use jupyter_handshake_zmq::blocking::launcher::{LaunchOptions, Launcher};
+/// # fn main() -> Result<(), jupyter_handshake_zmq::LaunchError> {
+/// let ctx = zmq::Context::new();
+/// let argv: Vec<String> = ["my-kernel", "-f", "{connection_file}"].map(String::from).to_vec();
+/// let mut launcher = Launcher::new(&ctx, &LaunchOptions::default())?;
+/// let launched = launcher.launch_all(&vec![argv; 10], &mut |_, _| {})?;
+/// for kernel in launched {
+///     let mut kernel = kernel?;
+///     println!("shell port {}", kernel.connection.ports.shell);
+///     launcher.restart(&mut kernel, &mut |_, _| {})?; // new process, new ports, same socket
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Launcher {
+    fleet: Fleet<zmq::Socket>,
+}
+
+impl Launcher {
+    /// Binds the shared registration socket. `options` apply to every launch (classic mode is
+    /// refused: it has nothing to register).
+    pub fn new(ctx: &zmq::Context, options: &LaunchOptions) -> Result<Self, LaunchError> {
+        Ok(Self {
+            fleet: Fleet::new(ctx, options)?,
+        })
+    }
+
+    /// The shared registration socket's port.
+    pub fn port(&self) -> Option<u16> {
+        self.fleet.port()
+    }
+
+    /// Launches one kernel per command, all at once, and waits until each has registered or
+    /// failed. The result for each command is at its index. `Err` only when the launcher itself
+    /// failed (its socket); every kernel it started is then stopped.
+    ///
+    /// `observer` sees every event: a launch's own (tagged with its id, which
+    /// [`Launched::launch_id`] carries) and the shared socket's drops.
+    pub fn launch_all(
+        &mut self,
+        argvs: &[Vec<String>],
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
+        let started = match self.fleet.start(argvs, observer) {
+            Ok(started) => started,
+            // Stops every kernel started so far, and returns the error.
+            Err(error) => return self.fleet.finish(&[], Err(error)).map(|_| Vec::new()),
+        };
+        let ids = started_ids(&started);
+        let outcome = drive_fleet(&mut self.fleet, observer);
+        let finished = self.fleet.finish(&ids, outcome)?;
+        Ok(in_order(started, finished))
+    }
+
+    /// Restarts `launched` through the same socket: kills its process if it still runs, writes
+    /// its file again (same key) and spawns its command again, and waits until the new process
+    /// registers. On success `launched` describes the new process (new ports, new child); until
+    /// then, and on failure, it keeps the old information.
+    pub fn restart(
+        &mut self,
+        launched: &mut Launched,
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<(), LaunchError> {
+        let id = self.fleet.restart(launched, observer)?;
+        let outcome = drive_fleet(&mut self.fleet, observer);
+        let mut finished = self.fleet.finish(&[id], outcome)?;
+        *launched = finished
+            .pop()
+            .unwrap_or_else(|| Err(crate::Error::Internal("no outcome for the restart").into()))?;
+        Ok(())
+    }
+}
+
+fn drive_fleet(
+    fleet: &mut Fleet<zmq::Socket>,
+    observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+) -> Result<(), LaunchError> {
+    while !fleet.done() {
+        let mut items = [fleet.router.as_poll_item(zmq::POLLIN)];
+        poll(&mut items, poll_millis(fleet.wait_for()), "registration")?;
+        for _ in 0..MAX_BATCH {
+            let Some(frames) = try_recv(&fleet.router, "registration")? else {
+                break;
+            };
+            fleet.received(&as_slices(&frames), observer)?;
+        }
+        fleet.tick(observer)?;
     }
     Ok(())
 }

@@ -46,7 +46,7 @@ pub(crate) mod testkit;
 
 pub use client::Client;
 pub use kernel::{KernelSockets, StartedKernel, start_kernel, start_kernel_with};
-pub use launcher::launch;
+pub use launcher::{Launcher, launch};
 
 pub use crate::client::{Channel, ExecuteOutcome};
 pub use crate::kernel::KernelOptions;
