@@ -403,3 +403,41 @@ fn library_launch_client_execute_and_shutdown() {
     assert!(status.success(), "kernel exit status {status}");
     launched.remove_file().unwrap();
 }
+
+/// `--count 24`: 24 copies of our kernel through ONE registration socket; one JSON line each,
+/// in launch order, each with its own ports and an ok kernel_info; nothing left on disk.
+#[test]
+fn count_launches_many_kernels_through_one_socket() {
+    const N: usize = 24;
+    let runtime = TempDir::new("rt");
+    let count = N.to_string();
+    let out = run(launch_command(
+        runtime.path(),
+        &["--count", &count],
+        &our_kernel_argv(),
+    ));
+    out.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), N, "one line per kernel\n{}", out.describe());
+    let mut all_ports = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let report: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(report["index"], i, "{line}");
+        assert_eq!(report["mode"], "handshake", "{line}");
+        assert_eq!(report["kernel_info"]["status"], "ok", "{line}");
+        assert!(report["connection"].get("key").is_none());
+        all_ports.extend(ports_of(&report["connection"]));
+    }
+    let total = all_ports.len();
+    all_ports.sort_unstable();
+    all_ports.dedup();
+    assert_eq!(all_ports.len(), total, "every kernel has its own ports");
+    assert_eq!(leftover_files(&runtime), Vec::<String>::new());
+    // Classic mode has no registration socket to share.
+    let out = run(launch_command(
+        runtime.path(),
+        &["--count", "2", "--mode", "classic"],
+        &our_kernel_argv(),
+    ));
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+}

@@ -12,9 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode, ExitStatus};
 use std::time::Duration;
 
-use jupyter_handshake::{ConnectionFile, Evidence, Instant};
+use std::collections::HashMap;
+
+use jupyter_handshake::registrar::{LaunchId, RegistrarEvent};
+use jupyter_handshake::{ConnectionFile, Evidence, Instant, LauncherEvent};
 use jupyter_handshake_zmq::blocking::client::Client;
-use jupyter_handshake_zmq::blocking::launcher::{ChildStdio, LaunchOptions, Launched, launch};
+use jupyter_handshake_zmq::blocking::launcher::{
+    ChildStdio, LaunchOptions, Launched, Launcher, launch,
+};
 use jupyter_handshake_zmq::clock::Clock;
 use jupyter_handshake_zmq::error::Error;
 use jupyter_handshake_zmq::kernelspec::{KernelSpec, LaunchMode};
@@ -46,6 +51,9 @@ Modes:
 
 Options:
   --mode MODE          auto, handshake, file or classic (see above)
+  --count N            launch N copies of the kernel at once through ONE registration socket
+                       (each with its own key and file), check and stop each, and report each
+                       (one JSON line per kernel with --json, in launch order); not with classic
   --timeout SECS       how long to wait for the kernel to register, and then again for its
                        kernel_info_reply (default 30)
   --kernelspec PATH    a kernel.json (or its directory): its argv (unless KERNEL_ARGV is given),
@@ -64,7 +72,9 @@ handshake_request, a rewrite of the file, or picked by us), \"connection\": {\"t
 (start to registration), \"kernel_info\" (first kernel_info_request to its reply), \"total\"
 (start to kernel exit)}}. The key is never printed. The kernel's own stdout goes to stderr.
 
-Exit status: 0 when kernel_info came back with status ok; 1 otherwise (launch failed, kernel
+With --count, each report also has \"index\" (0..N-1) first.
+
+Exit status: 0 when kernel_info came back with status ok (from every kernel, with --count); 1 otherwise (launch failed, kernel
 exited early, timeout, error reply); 2 on a usage error. Any failure is one line on stderr;
 the report (or JSON line) is printed only once kernel_info has been answered.
 ";
@@ -95,6 +105,7 @@ struct Options {
     ip: Option<String>,
     dir: Option<PathBuf>,
     verbose: bool,
+    count: usize,
     argv: Vec<String>,
 }
 
@@ -169,6 +180,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
         launch_options.ip.clone_from(ip);
     }
 
+    if options.count > 1 {
+        return run_many(&options, &argv, &launch_options, &clock, start);
+    }
     let verbose = options.verbose;
     let ctx = zmq::Context::new();
     let mut launched = launch(&ctx, &argv, &launch_options, &mut |at, event| {
@@ -211,6 +225,125 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
     }
 }
 
+/// `--count N`: N copies through one registration socket, then each checked and stopped (in
+/// parallel, one thread each), and reported in launch order.
+fn run_many(
+    options: &Options,
+    argv: &[String],
+    launch_options: &LaunchOptions,
+    clock: &Clock,
+    start: Instant,
+) -> Result<ExitCode, CliError> {
+    if launch_options.mode == LaunchMode::Classic {
+        return Err(CliError::usage(
+            "--count launches through one registration socket: it needs a handshake mode, not classic",
+        ));
+    }
+    let verbose = options.verbose;
+    let ctx = zmq::Context::new();
+    let mut launcher = Launcher::new(&ctx, launch_options)
+        .map_err(|e| CliError::failed(format!("launch failed: {e}")))?;
+    let mut registered_at: HashMap<LaunchId, Instant> = HashMap::new();
+    let argvs = vec![argv.to_vec(); options.count];
+    let results = launcher
+        .launch_all(&argvs, &mut |at, event| {
+            if let RegistrarEvent::Launch {
+                launch,
+                event: LauncherEvent::Registered { .. },
+            } = event
+            {
+                registered_at.insert(*launch, at);
+            }
+            if verbose {
+                let what = match event {
+                    RegistrarEvent::Launch { launch, event } => {
+                        format!(
+                            "kernel {}: {}",
+                            launch.get(),
+                            describe_launcher_event(event)
+                        )
+                    }
+                    RegistrarEvent::Rejected(r) => {
+                        format!("dropped a message no launch signed: {r}")
+                    }
+                    other => format!("{other:?}"),
+                };
+                super::say(format_args!(
+                    "jupyter-handshake launch: [{}] launcher {what}",
+                    millis(at.saturating_duration_since(start)),
+                ));
+            }
+        })
+        .map_err(|e| CliError::failed(format!("launch failed: {e}")))?;
+    // Check and stop every kernel that registered, in parallel; then report in launch order.
+    let checked: Vec<Result<(Launched, Checked), CliError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = results
+            .into_iter()
+            .map(|result| {
+                let ctx = &ctx;
+                scope.spawn(move || {
+                    let mut launched =
+                        result.map_err(|e| CliError::failed(format!("launch failed: {e}")))?;
+                    let checked = check_and_stop(ctx, &mut launched, options.timeout, clock)?;
+                    Ok((launched, checked))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(CliError::failed("a checking thread panicked")))
+            })
+            .collect()
+    });
+    let total = clock.since(start);
+    let mut failures = Vec::new();
+    for (index, outcome) in checked.iter().enumerate() {
+        let (launched, checked) = match outcome {
+            Ok(done) => done,
+            Err(e) => {
+                failures.push(format!("kernel {index}: {e}"));
+                continue;
+            }
+        };
+        let registered = launched
+            .launch_id
+            .and_then(|id| registered_at.get(&id).copied())
+            .unwrap_or(start);
+        let report = Report {
+            evidence: launched.evidence,
+            connection: &launched.connection,
+            registered_after: launched.registered_after,
+            register: registered.saturating_duration_since(start),
+            checked,
+            total,
+        };
+        if options.json {
+            println!("{{\"index\":{index},{}", &report.json()[1..]);
+        } else {
+            println!("[{index}]");
+            print!("{}", report.human(argv, options.mode));
+        }
+        if checked.kernel_info.get("status").and_then(Value::as_str) != Some("ok") {
+            failures.push(format!(
+                "kernel {index} answered kernel_info with status {}",
+                checked.kernel_info.get("status").unwrap_or(&Value::Null)
+            ));
+        }
+    }
+    if failures.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(CliError::failed(format!(
+            "{} of {} kernels failed; {}",
+            failures.len(),
+            options.count,
+            failures.join("; ")
+        )))
+    }
+}
+
 /// Parses the options; `None` means `--help`.
 fn parse(mut args: Args) -> Result<Option<Options>, CliError> {
     let mut o = Options {
@@ -221,6 +354,7 @@ fn parse(mut args: Args) -> Result<Option<Options>, CliError> {
         ip: None,
         dir: None,
         verbose: false,
+        count: 1,
         argv: Vec::new(),
     };
     while let Some(arg) = args.next_arg()? {
@@ -247,6 +381,17 @@ fn parse(mut args: Args) -> Result<Option<Options>, CliError> {
                 "--ip" => o.ip = Some(args.value(&opt)?),
                 "--dir" => o.dir = Some(PathBuf::from(args.value(&opt)?)),
                 "-v" | "--verbose" => o.verbose = true,
+                "--count" => {
+                    let value = args.value(&opt)?;
+                    o.count = match value.parse() {
+                        Ok(n) if n >= 1 => n,
+                        _ => {
+                            return Err(CliError::usage(format!(
+                                "--count must be a whole number of at least 1, not '{value}'"
+                            )));
+                        }
+                    };
+                }
                 _ => return Err(args.unknown(&opt)),
             },
             Arg::Positional(p) => {
