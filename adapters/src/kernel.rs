@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use jupyter_handshake::{
     ConnectionFile, Failure, Instant, KernelAction, KernelConfig, KernelEvent, KernelFile,
-    KernelHandshake, KernelInput, KernelPorts, Output, Transport,
+    KernelHandshake, KernelInput, KernelPorts, Output, RegistrationSocket, Transport,
 };
 
 use crate::clock::Clock;
@@ -196,16 +196,23 @@ impl<'a, R: Wrap, X: Wrap> Start<'a, R, X> {
                     let now = self.clock.now();
                     self.machine.handle_input(now, KernelInput::Bound(bound))?;
                 }
-                Output::Action(KernelAction::ConnectRegistration { endpoint }) => {
-                    let req = socket(self.ctx, zmq::REQ, "registration")?;
+                Output::Action(KernelAction::ConnectRegistration {
+                    endpoint,
+                    socket: kind,
+                }) => {
+                    let kind = match kind {
+                        RegistrationSocket::Req => zmq::REQ,
+                        RegistrationSocket::Dealer => zmq::DEALER,
+                    };
+                    let req = socket(self.ctx, kind, "registration")?;
                     connect(&req, "registration", &endpoint)?;
                     self.req = Some(R::wrap(req));
                     let now = self.clock.now();
                     self.machine
                         .handle_input(now, KernelInput::RegistrationConnected)?;
                 }
-                // A connected REQ queues the request at once (libzmq makes the pipe on
-                // connect), so a plain send never blocks, for the async driver either.
+                // A connected REQ or DEALER queues the request at once (libzmq makes the pipe
+                // on connect), so a plain send never blocks, for the async driver either.
                 Output::Transmit(transmit) => match &self.req {
                     Some(req) => send(req.raw(), "registration", transmit.frames)?,
                     None => {

@@ -1,14 +1,22 @@
 //! Kernelspecs (`kernel.json`) and the launch mode they imply.
 //!
-//! A kernelspec that declares `kernel_protocol_version` 5.5 or later gets a registration file
-//! ([`LaunchMode::Handshake`]); anything else gets a classic connection file
-//! ([`LaunchMode::Classic`]). That is Kallichore's rule, and it is safe for every kernel that says
-//! 5.5:
+//! The rule, from a kernelspec's `kernel_protocol_version`:
 //!
-//! * Posit-dialect kernels (ark) register with a `handshake_request`;
-//! * stock ipykernel ≥ 7.2 also says 5.5 without implementing the handshake, but it rewrites the
-//!   registration file it is given with the five ports it bound, which the launcher accepts as
-//!   registration evidence (the "file rewrite" path), still without a port race.
+//! * **≥ 5.6 ⇒ [`LaunchMode::Upstream`]**: the handshake "is implemented in version 5.6 of the
+//!   protocol" (jupyter_client's docs), in the upstream dialect (xeus).
+//! * **≥ 5.5 ⇒ [`LaunchMode::Handshake`]** (the Posit dialect): Kallichore's rule, and safe for
+//!   every kernel that says 5.5: ark registers with a `handshake_request`; stock ipykernel ≥ 7.2
+//!   also says 5.5 without implementing any handshake, but it rewrites the registration file it
+//!   is given with the five ports it bound, which the launcher accepts as registration evidence
+//!   (the "file rewrite" path), still without a port race. That is why 5.5 does not mean
+//!   upstream: an upstream file would be rewritten too, but only the Posit path is what ark
+//!   speaks.
+//! * **anything else ⇒ [`LaunchMode::Classic`]**.
+//!
+//! xeus-python's installed kernelspec declares no `kernel_protocol_version` (its kernel_info
+//! says 5.6), so the rule gives it classic; select the handshake explicitly with
+//! `jupyter-handshake launch --mode upstream`, [`LaunchMode::Upstream`] in the options, or by
+//! adding `"kernel_protocol_version": "5.6"` to its `kernel.json`.
 //!
 //! ```
 //! use jupyter_handshake_zmq::kernelspec::{KernelSpec, LaunchMode};
@@ -31,18 +39,31 @@ use serde_json::{Map, Value};
 /// How a launcher starts a kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum LaunchMode {
-    /// Write a registration file and wait for the kernel to register its ports (a
+    /// Write a Posit-dialect registration file and wait for the kernel to register its ports (a
     /// `handshake_request`, or a rewrite of the file): no port race.
     #[default]
     Handshake,
+    /// Write an upstream-dialect registration file (with a `kernel_id`) and wait for the
+    /// kernel's content-only signed request on the registration socket: no port race.
+    Upstream,
     /// Pick five free ports, write a classic connection file and hope the kernel gets to bind
     /// them before anything else does: racy, for kernels that cannot register.
     Classic,
 }
 
 impl LaunchMode {
-    /// The mode a kernelspec's `kernel_protocol_version` implies: `major.minor` ≥ 5.5 ⇒
-    /// [`Handshake`](Self::Handshake); missing, lower or unparseable ⇒ [`Classic`](Self::Classic).
+    /// The handshake dialect of this mode; `None` for classic.
+    pub fn dialect(self) -> Option<jupyter_handshake::Dialect> {
+        match self {
+            Self::Handshake => Some(jupyter_handshake::Dialect::Posit),
+            Self::Upstream => Some(jupyter_handshake::Dialect::Upstream),
+            Self::Classic => None,
+        }
+    }
+
+    /// The mode a kernelspec's `kernel_protocol_version` implies: `major.minor` ≥ 5.6 ⇒
+    /// [`Upstream`](Self::Upstream); 5.5 ⇒ [`Handshake`](Self::Handshake); missing, lower or
+    /// unparseable ⇒ [`Classic`](Self::Classic) (see the [module docs](self) for why).
     ///
     /// Both `major` and `minor` must be decimal integers; further components are ignored, so
     /// `"5.5.0"` means 5.5 (Kallichore, which splits at the first dot only, would call it
@@ -50,7 +71,8 @@ impl LaunchMode {
     ///
     /// ```
     /// use jupyter_handshake_zmq::LaunchMode;
-    /// assert_eq!(LaunchMode::from_protocol_version(Some("5.10")), LaunchMode::Handshake);
+    /// assert_eq!(LaunchMode::from_protocol_version(Some("5.5")), LaunchMode::Handshake);
+    /// assert_eq!(LaunchMode::from_protocol_version(Some("5.10")), LaunchMode::Upstream);
     /// assert_eq!(LaunchMode::from_protocol_version(Some("5.4")), LaunchMode::Classic);
     /// assert_eq!(LaunchMode::from_protocol_version(None), LaunchMode::Classic);
     /// ```
@@ -64,15 +86,17 @@ impl LaunchMode {
                 .and_then(|c| c.parse::<u32>().ok())
         };
         match (number(components.next()), number(components.next())) {
-            (Some(major), Some(minor)) if (major, minor) >= (5, 5) => Self::Handshake,
+            (Some(major), Some(minor)) if (major, minor) >= (5, 6) => Self::Upstream,
+            (Some(5), Some(5)) => Self::Handshake,
             _ => Self::Classic,
         }
     }
 
-    /// `"handshake"` or `"classic"`.
+    /// `"handshake"`, `"upstream"` or `"classic"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Handshake => "handshake",
+            Self::Upstream => "upstream",
             Self::Classic => "classic",
         }
     }
@@ -251,11 +275,13 @@ mod tests {
     fn version_rule() {
         let cases = [
             ("5.5", LaunchMode::Handshake),
-            ("5.10", LaunchMode::Handshake),
-            ("6.0", LaunchMode::Handshake),
-            ("10.1", LaunchMode::Handshake),
             ("5.5.0", LaunchMode::Handshake),
-            (" 5.6 ", LaunchMode::Handshake),
+            (" 5.5 ", LaunchMode::Handshake),
+            ("5.6", LaunchMode::Upstream),
+            ("5.10", LaunchMode::Upstream),
+            ("6.0", LaunchMode::Upstream),
+            ("10.1", LaunchMode::Upstream),
+            (" 5.6 ", LaunchMode::Upstream),
             ("5.4", LaunchMode::Classic),
             ("4.9", LaunchMode::Classic),
             ("5.3", LaunchMode::Classic),

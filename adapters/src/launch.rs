@@ -53,7 +53,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use jupyter_handshake::{
-    ConnectionFile, Evidence, ExitStatus, Failure, Instant, KernelPorts, LauncherAction,
+    ConnectionFile, Dialect, Evidence, ExitStatus, Failure, Instant, KernelPorts, LauncherAction,
     LauncherConfig, LauncherEvent, LauncherHandshake, LauncherInput, Output, Rejection, Transport,
     wire::Limits,
 };
@@ -472,6 +472,11 @@ impl<'a, S: Wrap> Run<'a, S> {
         };
         let machine = match options.mode {
             LaunchMode::Handshake => LauncherHandshake::new(config),
+            LaunchMode::Upstream => LauncherHandshake::new(LauncherConfig {
+                dialect: Dialect::Upstream,
+                kernel_id: new_session_id(),
+                ..config
+            }),
             LaunchMode::Classic => {
                 let ports = pick_classic_ports(options.transport, &options.ip)
                     .map_err(LaunchError::Ports)?;
@@ -625,7 +630,7 @@ pub(crate) struct Fleet<S> {
 impl<S: Wrap> Fleet<S> {
     /// Binds the shared registration socket. Classic mode cannot share a socket: it is refused.
     pub(crate) fn new(ctx: &zmq::Context, options: &LaunchOptions) -> Result<Self, LaunchError> {
-        if options.mode == LaunchMode::Classic {
+        if options.mode.dialect().is_none() {
             return Err(LaunchError::ClassicCannotShare);
         }
         let dir = file_dir(options)?;
@@ -671,23 +676,30 @@ impl<S: Wrap> Fleet<S> {
         self.registrar.port()
     }
 
+    /// The dialect of [`LaunchOptions::mode`] (never classic: refused in `new`).
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.options.mode.dialect().unwrap_or_default()
+    }
+
     /// Starts one launch per command; their files are written and their kernels spawned as the
     /// registrar asks. Returns their ids, in order (`Err` for a command that could not start:
     /// empty, or not spawnable, which fails its own launch only). The outer `Err` is the
     /// driver's own failure (its socket).
     pub(crate) fn start(
         &mut self,
-        argvs: &[Vec<String>],
+        launches: &[(Vec<String>, Dialect)],
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
     ) -> Result<Vec<Result<LaunchId, LaunchError>>, LaunchError> {
-        let mut ids = Vec::with_capacity(argvs.len());
-        for argv in argvs {
+        let mut ids = Vec::with_capacity(launches.len());
+        for (argv, dialect) in launches {
             if argv.is_empty() {
                 ids.push(Err(LaunchError::EmptyCommand));
                 continue;
             }
             let config = LaunchConfig {
                 registration_timeout: self.options.timeout,
+                dialect: *dialect,
+                kernel_id: new_session_id(),
                 ..LaunchConfig::new(random_key())
             };
             let id = self.registrar.launch(self.clock.now(), config)?;

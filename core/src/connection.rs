@@ -144,7 +144,7 @@ impl KernelPorts {
         [self.control, self.shell, self.stdin, self.iopub, self.hb]
     }
 
-    fn from_array([control, shell, stdin, iopub, hb]: [u16; 5]) -> Self {
+    pub(crate) fn from_array([control, shell, stdin, iopub, hb]: [u16; 5]) -> Self {
         Self {
             shell,
             iopub,
@@ -416,7 +416,53 @@ impl fmt::Debug for ConnectionFile {
     }
 }
 
-/// A Posit-dialect registration file: where the launcher's registration socket listens.
+/// The two incompatible JEP 66 dialects deployed today (`protocol.md`, TL;DR).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Dialect {
+    /// ark ⇄ Kallichore (kernelspec protocol 5.5): the kernel's REQ sends a full signed
+    /// `handshake_request` message with integer ports; the launcher answers a full
+    /// `handshake_reply`. Also the file stock ipykernel rewrites with its ports.
+    #[default]
+    Posit,
+    /// jupyter_client docs 5.6 ⇄ xeus (xeus-python ≥ 0.19): the kernel's DEALER sends
+    /// `[<IDS|MSG>, signature over the content, content]` with `kernel_id` and the ports as
+    /// strings; the launcher answers one signed content frame (xeus-zmq sends `ACK`).
+    Upstream,
+}
+
+impl Dialect {
+    /// `posit` or `upstream`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Posit => "posit",
+            Self::Upstream => "upstream",
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a registration file carries besides the common fields, by dialect.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum RegistrationDialect {
+    /// Posit: nothing more (`registration_port` is an integer).
+    #[default]
+    Posit,
+    /// Upstream: which kernel this is, and where the registration socket listens
+    /// (`registration_port` is written as a JSON string, as xeus reads it).
+    Upstream {
+        /// Names the kernel to a shared registration service; echoed in its request.
+        kernel_id: String,
+        /// Address of the registration socket (the kernel binds its channels on `ip`).
+        registration_ip: String,
+    },
+}
+
+/// A registration file, in either dialect: where the launcher's registration socket listens.
 #[derive(Clone, PartialEq)]
 pub struct RegistrationFile {
     /// Transport of the registration socket and of the kernel's channels.
@@ -429,12 +475,14 @@ pub struct RegistrationFile {
     pub key: Key,
     /// Port of the launcher's registration socket.
     pub registration_port: u16,
+    /// The dialect, and its own fields.
+    pub dialect: RegistrationDialect,
     /// Every other field, preserved on rewrite.
     pub extra: ExtraFields,
 }
 
 impl RegistrationFile {
-    /// A registration file with no extra fields.
+    /// A Posit-dialect registration file with no extra fields.
     pub fn new(
         transport: Transport,
         ip: impl Into<String>,
@@ -448,7 +496,43 @@ impl RegistrationFile {
             signature_scheme,
             key,
             registration_port,
+            dialect: RegistrationDialect::Posit,
             extra: ExtraFields::default(),
+        }
+    }
+
+    /// An upstream-dialect registration file: the registration socket listens on `ip` too.
+    pub fn upstream(
+        transport: Transport,
+        ip: impl Into<String>,
+        signature_scheme: SignatureScheme,
+        key: Key,
+        registration_port: u16,
+        kernel_id: impl Into<String>,
+    ) -> Self {
+        let ip = ip.into();
+        Self {
+            dialect: RegistrationDialect::Upstream {
+                kernel_id: kernel_id.into(),
+                registration_ip: ip.clone(),
+            },
+            ..Self::new(transport, ip, signature_scheme, key, registration_port)
+        }
+    }
+
+    /// Which dialect the kernel must speak.
+    pub fn dialect(&self) -> Dialect {
+        match self.dialect {
+            RegistrationDialect::Posit => Dialect::Posit,
+            RegistrationDialect::Upstream { .. } => Dialect::Upstream,
+        }
+    }
+
+    /// The upstream `kernel_id`, if this is an upstream file.
+    pub fn kernel_id(&self) -> Option<&str> {
+        match &self.dialect {
+            RegistrationDialect::Posit => None,
+            RegistrationDialect::Upstream { kernel_id, .. } => Some(kernel_id),
         }
     }
 
@@ -463,14 +547,22 @@ impl RegistrationFile {
         }
     }
 
-    /// Pretty JSON, written with the integer `registration_port` that ark and Kallichore use.
+    /// Pretty JSON: Posit with the integer `registration_port` that ark and Kallichore read;
+    /// upstream with `kernel_id`, `registration_ip` and `registration_port` as a string, as
+    /// xeus reads them.
     pub fn to_json_pretty(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
     /// The endpoint of the registration socket.
     pub fn registration_endpoint(&self) -> String {
-        self.transport.endpoint(&self.ip, self.registration_port)
+        let ip = match &self.dialect {
+            RegistrationDialect::Posit => &self.ip,
+            RegistrationDialect::Upstream {
+                registration_ip, ..
+            } => registration_ip,
+        };
+        self.transport.endpoint(ip, self.registration_port)
     }
 
     /// The connection file that results from the kernel binding `ports`, with the same transport,
@@ -496,7 +588,20 @@ impl RegistrationFile {
             key: self.key.clone(),
         }
         .write_to(&mut map);
-        map.insert("registration_port".into(), self.registration_port.into());
+        match &self.dialect {
+            RegistrationDialect::Posit => {
+                map.insert("registration_port".into(), self.registration_port.into());
+            }
+            RegistrationDialect::Upstream {
+                kernel_id,
+                registration_ip,
+            } => {
+                map.insert("kernel_id".into(), kernel_id.as_str().into());
+                map.insert("registration_ip".into(), registration_ip.as_str().into());
+                let port = alloc::format!("{}", self.registration_port);
+                map.insert("registration_port".into(), port.into());
+            }
+        }
         map
     }
 }
@@ -509,6 +614,7 @@ impl fmt::Debug for RegistrationFile {
             .field("signature_scheme", &self.signature_scheme)
             .field("key", &self.key)
             .field("registration_port", &self.registration_port)
+            .field("dialect", &self.dialect)
             .field("extra", &self.extra)
             .finish()
     }
@@ -545,7 +651,44 @@ impl KernelFile {
         }
     }
 
-    fn from_map(map: Map<String, Value>) -> Result<Self, ConnectionFileError> {
+    fn from_map(mut map: Map<String, Value>) -> Result<Self, ConnectionFileError> {
+        // Upstream (xeus): a non-empty `registration_ip` marks a registration file. The
+        // jupyter_client docs' example has no `ip`; the kernel then binds on the registration
+        // address.
+        // Five ports win, in both dialects: a kernel that rewrote the file with its ports
+        // (stock ipykernel) made it a connection file.
+        let all_ports = KernelPorts::FIELDS.iter().all(|f| map.contains_key(*f));
+        let registration_ip = match map.get("registration_ip") {
+            Some(Value::String(ip)) if !ip.is_empty() && !all_ports => Some(ip.clone()),
+            _ => None,
+        };
+        if let Some(registration_ip) = registration_ip {
+            if !map.contains_key("ip") {
+                map.insert("ip".into(), registration_ip.as_str().into());
+            }
+            let common = Common::read(&map)?;
+            let kernel_id = json::string(&map, "kernel_id")?.to_string();
+            let value = map
+                .get("registration_port")
+                .ok_or(JsonError::MissingField {
+                    field: "registration_port",
+                })?;
+            let registration_port = json::port_text_or_number(value, "registration_port", false)?;
+            let mut known: Vec<&str> = COMMON_FIELDS.to_vec();
+            known.extend(["registration_port", "registration_ip", "kernel_id"]);
+            return Ok(Self::Registration(RegistrationFile {
+                transport: common.transport,
+                ip: common.ip,
+                signature_scheme: common.signature_scheme,
+                key: common.key,
+                registration_port,
+                dialect: RegistrationDialect::Upstream {
+                    kernel_id,
+                    registration_ip,
+                },
+                extra: ExtraFields::from_rest(map, &known),
+            }));
+        }
         let common = Common::read(&map)?;
         let all_ports = KernelPorts::FIELDS.iter().all(|f| map.contains_key(*f));
         let registration = ["registration_port", "handshake_port"]
@@ -562,6 +705,7 @@ impl KernelFile {
                     signature_scheme: common.signature_scheme,
                     key: common.key,
                     registration_port,
+                    dialect: RegistrationDialect::Posit,
                     extra: ExtraFields::from_rest(map, &known),
                 }));
             }

@@ -160,6 +160,34 @@ pub(crate) fn port(value: &Value, field: &'static str, allow_zero: bool) -> Resu
     }
 }
 
+/// A port written either as an integer or, as xeus writes and reads ports, as a JSON string of
+/// decimal digits.
+pub(crate) fn port_text_or_number(
+    value: &Value,
+    field: &'static str,
+    allow_zero: bool,
+) -> Result<u16, JsonError> {
+    match value {
+        Value::String(text) => {
+            let expected = "a port from 1 to 65535 (as decimal digits)";
+            if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(JsonError::InvalidValue { field, expected });
+            }
+            match text.parse::<u16>() {
+                Ok(0) if !allow_zero => Err(JsonError::InvalidValue { field, expected }),
+                Ok(port) => Ok(port),
+                Err(_) => Err(JsonError::InvalidValue { field, expected }),
+            }
+        }
+        Value::Number(_) => port(value, field, allow_zero),
+        other => Err(JsonError::WrongType {
+            field,
+            expected: "a port, as a string or an integer",
+            got: JsonKind::of(other),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

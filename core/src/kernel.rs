@@ -26,7 +26,9 @@
 use alloc::string::String;
 use core::time::Duration;
 
-use crate::connection::{ConnectionFile, KernelFile, KernelPorts, RegistrationFile, Transport};
+use crate::connection::{
+    ConnectionFile, Dialect, KernelFile, KernelPorts, RegistrationFile, Transport,
+};
 use crate::message::{
     self, HANDSHAKE_REPLY, HANDSHAKE_REQUEST, HandshakeReply, ReplyStatus, Session,
 };
@@ -115,12 +117,24 @@ pub enum KernelAction {
         /// `None`: let the OS choose (port 0). `Some`: the classic file's ports.
         ports: Option<KernelPorts>,
     },
-    /// Connect a REQ socket to the launcher's registration socket, then report
+    /// Connect a socket of kind `socket` to the launcher's registration socket, then report
     /// [`KernelInput::RegistrationConnected`].
     ConnectRegistration {
         /// The registration endpoint.
         endpoint: String,
+        /// REQ for the Posit dialect, DEALER for the upstream one.
+        socket: RegistrationSocket,
     },
+}
+
+/// Which socket a kernel registers through; the dialect decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RegistrationSocket {
+    /// Posit dialect (ark): one request, one reply.
+    Req,
+    /// Upstream dialect (xeus): the request goes out on a DEALER; the reply comes back on it.
+    /// Unlike a REQ, a DEALER can receive a forged reply and then the real one.
+    Dealer,
 }
 
 /// What happened on the kernel side.
@@ -337,9 +351,13 @@ impl KernelHandshake {
             Mode::Handshake(reg) => {
                 self.connection = Some(reg.with_ports(ports));
                 let endpoint = reg.registration_endpoint();
+                let socket = match reg.dialect() {
+                    Dialect::Posit => RegistrationSocket::Req,
+                    Dialect::Upstream => RegistrationSocket::Dealer,
+                };
                 self.set_state(KernelState::Bound);
                 self.outbox
-                    .action(KernelAction::ConnectRegistration { endpoint });
+                    .action(KernelAction::ConnectRegistration { endpoint, socket });
             }
         }
         Ok(())
@@ -350,12 +368,26 @@ impl KernelHandshake {
             (Some(c), KernelState::Bound) => c.ports,
             _ => return Err(self.misuse(&KernelInput::RegistrationConnected)),
         };
-        let content = message::request_content(&ports);
         let no_identities: [&[u8]; 0] = [];
-        let (header, frames) =
-            self.session
-                .message(now, &no_identities, HANDSHAKE_REQUEST, None, None, &content);
-        self.request_id = Some(header.msg_id);
+        let frames = match self.kernel_id() {
+            Some(kernel_id) => {
+                let content = message::upstream_request_content(kernel_id, &ports);
+                wire::join_content_only(&no_identities, self.session.signer(), &content)
+            }
+            None => {
+                let content = message::request_content(&ports);
+                let (header, frames) = self.session.message(
+                    now,
+                    &no_identities,
+                    HANDSHAKE_REQUEST,
+                    None,
+                    None,
+                    &content,
+                );
+                self.request_id = Some(header.msg_id);
+                frames
+            }
+        };
         self.outbox.transmit(frames);
         self.arm(now, self.config.ack_timeout, Waiting::Reply);
         self.set_state(KernelState::AwaitingReply);
@@ -388,7 +420,18 @@ impl KernelHandshake {
         }
     }
 
+    /// The upstream `kernel_id` when registering in the upstream dialect.
+    fn kernel_id(&self) -> Option<&str> {
+        match &self.mode {
+            Mode::Handshake(reg) => reg.kernel_id(),
+            Mode::Classic(_) => None,
+        }
+    }
+
     fn read_reply(&self, frames: &[&[u8]]) -> Result<HandshakeReply, Rejection> {
+        if self.kernel_id().is_some() {
+            return self.read_upstream_reply(frames);
+        }
         let unverified = match wire::split(frames, &self.config.limits) {
             Ok(m) => m,
             Err(e) => {
@@ -422,6 +465,17 @@ impl KernelHandshake {
                 error,
             })
         })
+    }
+
+    /// Upstream: one signed content frame. A verified JSON `status: error` is a refusal; any
+    /// other verified content (`ACK`, `{"status":"ok"}`) is the acknowledgement.
+    fn read_upstream_reply(&self, frames: &[&[u8]]) -> Result<HandshakeReply, Rejection> {
+        let content =
+            wire::split_content_only(frames, &self.config.limits)?.verify(self.session.signer())?;
+        match HandshakeReply::from_json(content) {
+            Ok(reply) if reply.status == ReplyStatus::Error => Ok(reply),
+            _ => Ok(HandshakeReply::OK),
+        }
     }
 
     /// The launcher has our ports: wait for IOPub if configured, else done.

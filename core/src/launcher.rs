@@ -30,7 +30,9 @@
 use alloc::string::String;
 use core::time::Duration;
 
-use crate::connection::{ConnectionFile, KernelFile, KernelPorts, RegistrationFile, Transport};
+use crate::connection::{
+    ConnectionFile, Dialect, KernelFile, KernelPorts, RegistrationFile, Transport,
+};
 use crate::message::{
     self, HANDSHAKE_REPLY, HANDSHAKE_REQUEST, HandshakeReply, ReplyStatus, Session,
 };
@@ -95,6 +97,11 @@ pub struct LauncherConfig {
     pub session_id: String,
     /// `username` of our headers.
     pub username: String,
+    /// Which dialect the registration file asks the kernel to speak (default Posit).
+    pub dialect: Dialect,
+    /// Upstream dialect: the `kernel_id` written into the file and required in the request
+    /// (a UUID, say). The default, `"kernel"`, is a placeholder for tests.
+    pub kernel_id: String,
 }
 
 impl Default for LauncherConfig {
@@ -108,6 +115,8 @@ impl Default for LauncherConfig {
             limits: Limits::HANDSHAKE,
             session_id: String::from("launcher"),
             username: String::from("launcher"),
+            dialect: Dialect::Posit,
+            kernel_id: String::from("kernel"),
         }
     }
 }
@@ -322,13 +331,23 @@ impl LauncherHandshake {
                 if self.state != LauncherState::Init || port == 0 {
                     return Err(self.misuse(&input));
                 }
-                let file = RegistrationFile::new(
-                    self.config.transport,
-                    self.config.ip.clone(),
-                    self.config.signature_scheme,
-                    self.config.key.clone(),
-                    port,
-                );
+                let file = match self.config.dialect {
+                    Dialect::Posit => RegistrationFile::new(
+                        self.config.transport,
+                        self.config.ip.clone(),
+                        self.config.signature_scheme,
+                        self.config.key.clone(),
+                        port,
+                    ),
+                    Dialect::Upstream => RegistrationFile::upstream(
+                        self.config.transport,
+                        self.config.ip.clone(),
+                        self.config.signature_scheme,
+                        self.config.key.clone(),
+                        port,
+                        self.config.kernel_id.clone(),
+                    ),
+                };
                 self.registration = Some(file.clone());
                 self.deadline = Some((now, now + self.config.registration_timeout));
                 self.set_state(LauncherState::Bound);
@@ -364,6 +383,10 @@ impl LauncherHandshake {
     }
 
     fn on_request(&mut self, now: Instant, frames: &[&[u8]]) {
+        if self.config.dialect == Dialect::Upstream {
+            self.on_upstream_request(frames);
+            return;
+        }
         let (identities, request_header, result) = match self.read_request(frames) {
             Ok(read) => read,
             Err(rejection) => {
@@ -405,6 +428,66 @@ impl LauncherHandshake {
                 self.connected(connection, Evidence::Request);
             }
             Err(rejection) => self.outbox.event(LauncherEvent::Refused(rejection)),
+        }
+    }
+
+    /// Upstream: `[identities…, <IDS|MSG>, signature over the content, content]`. Verified
+    /// first (xeus-zmq's launcher does not, "TODO: check signature"; we do); then the
+    /// `kernel_id` must be ours and the ports usable, else the reply is a signed JSON
+    /// `status: error` and we keep waiting. The acknowledgement is a signed `ACK`, what
+    /// xeus-zmq's launcher sends and every upstream kernel therefore accepts.
+    fn on_upstream_request(&mut self, frames: &[&[u8]]) {
+        let split = match wire::split_content_only(frames, &self.config.limits) {
+            Ok(split) => split,
+            Err(e) => {
+                self.outbox.event(LauncherEvent::Rejected(e.into()));
+                return;
+            }
+        };
+        let content = match split.verify(self.session.signer()) {
+            Ok(content) => content,
+            Err(e) => {
+                self.outbox.event(LauncherEvent::Rejected(e.into()));
+                return;
+            }
+        };
+        let result = match message::upstream_request(content) {
+            Ok(request) if request.kernel_id != self.config.kernel_id => {
+                Err(Rejection::WrongKernel)
+            }
+            Ok(request) => Ok(request.ports),
+            Err(e) => Err(Rejection::Malformed(e)),
+        };
+        let signer = self.session.signer();
+        match result {
+            Ok(ports) => {
+                let ack =
+                    wire::join_content_only(split.identities(), signer, message::UPSTREAM_ACK);
+                self.outbox.transmit(ack);
+                let connection = self
+                    .registration
+                    .as_ref()
+                    .map(|r| r.with_ports(ports))
+                    .unwrap_or_else(|| {
+                        ConnectionFile::new(
+                            self.config.transport,
+                            self.config.ip.clone(),
+                            self.config.signature_scheme,
+                            self.config.key.clone(),
+                            ports,
+                        )
+                    });
+                self.connected(connection, Evidence::Request);
+            }
+            Err(rejection) => {
+                let reply = HandshakeReply {
+                    status: ReplyStatus::Error,
+                    error: Some(alloc::format!("{rejection}")),
+                };
+                let refusal = wire::join_content_only(split.identities(), signer, &reply.to_json());
+                self.outbox.transmit(refusal);
+                self.outbox.event(LauncherEvent::Refused(rejection));
+            }
         }
     }
 

@@ -49,7 +49,7 @@
 //!             let ports = KernelPorts { shell: 40001, iopub: 40002, stdin: 40003, control: 40004, hb: 40005 };
 //!             kernel.handle_input(now, KernelInput::Bound(ports)).unwrap();
 //!         }
-//!         Output::Action(KernelAction::ConnectRegistration { endpoint }) => {
+//!         Output::Action(KernelAction::ConnectRegistration { endpoint, .. }) => {
 //!             assert_eq!(endpoint, "tcp://127.0.0.1:5555");
 //!             kernel.handle_input(now, KernelInput::RegistrationConnected).unwrap();
 //!         }
@@ -178,11 +178,14 @@ pub mod sign;
 pub mod time;
 pub mod wire;
 
-pub use connection::{ConnectionFile, KernelFile, KernelPorts, RegistrationFile, Transport};
+pub use connection::{
+    ConnectionFile, Dialect, KernelFile, KernelPorts, RegistrationDialect, RegistrationFile,
+    Transport,
+};
 pub use json::{JsonError, JsonKind};
 pub use kernel::{
     KernelAction, KernelConfig, KernelEvent, KernelHandshake, KernelInput, KernelOutput,
-    KernelState,
+    KernelState, RegistrationSocket,
 };
 pub use launcher::{
     Evidence, LauncherAction, LauncherConfig, LauncherEvent, LauncherHandshake, LauncherInput,

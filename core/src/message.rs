@@ -148,6 +148,54 @@ pub fn request_content(ports: &KernelPorts) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The upstream dialect's acknowledgement: the content xeus-zmq's launcher sends, signed, as a
+/// single frame. Any verified content that is not a JSON `status: error` counts as acceptance
+/// on the kernel side, so a launcher that answers `{"status":"ok"}` is understood too.
+pub const UPSTREAM_ACK: &[u8] = b"ACK";
+
+/// The content of an upstream-dialect request for `ports`: compact JSON with the keys in sorted
+/// order and the ports as strings, byte for byte what xeus sends (nlohmann's default object
+/// sorts its keys).
+pub fn upstream_request_content(kernel_id: &str, ports: &KernelPorts) -> Vec<u8> {
+    let mut map = serde_json::Map::new();
+    for (field, port) in KernelPorts::FIELDS.iter().zip(ports.as_array()) {
+        map.insert((*field).to_string(), format!("{port}").into());
+    }
+    map.insert("kernel_id".into(), kernel_id.into());
+    // `serde_json::Map` without `preserve_order` is a BTreeMap: the keys come out sorted.
+    serde_json::to_vec(&map).unwrap_or_default()
+}
+
+/// An upstream-dialect request, read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamRequest {
+    /// The kernel's `kernel_id`, as its registration file gave it.
+    pub kernel_id: String,
+    /// The ports it bound.
+    pub ports: KernelPorts,
+}
+
+/// Reads the content of an upstream-dialect request: `kernel_id` and the five ports, as strings
+/// (xeus) or integers; the ports must be usable.
+pub fn upstream_request(content: &[u8]) -> Result<UpstreamRequest, MessageError> {
+    let map = json::object(content).map_err(MessageError::json(Part::Content))?;
+    let kernel_id = json::string(&map, "kernel_id")
+        .map_err(MessageError::json(Part::Content))?
+        .to_string();
+    let mut ports = [0u16; 5];
+    for (slot, field) in ports.iter_mut().zip(KernelPorts::FIELDS) {
+        let value = map.get(field).ok_or(MessageError::Json {
+            part: Part::Content,
+            error: JsonError::MissingField { field },
+        })?;
+        *slot = json::port_text_or_number(value, field, true)
+            .map_err(MessageError::json(Part::Content))?;
+    }
+    let ports = KernelPorts::from_array(ports);
+    ports.validate()?;
+    Ok(UpstreamRequest { kernel_id, ports })
+}
+
 /// The `status` of a `handshake_reply`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReplyStatus {

@@ -167,6 +167,9 @@ pub enum Rejection {
     /// The handshake is over; late or duplicate input is ignored.
     #[error("the handshake is already finished")]
     Finished,
+    /// A well-signed upstream request whose `kernel_id` is not the one in our file.
+    #[error("the request names another kernel_id than ours")]
+    WrongKernel,
     /// A request whose signature was already accepted once (a replay of an earlier run's
     /// request, seen by a [`Registrar`](crate::registrar::Registrar) after a restart).
     #[error("replay of a request already accepted")]

@@ -66,7 +66,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
-use crate::connection::{ConnectionFile, RegistrationFile, Transport};
+use crate::connection::{ConnectionFile, Dialect, RegistrationFile, Transport};
 use crate::launcher::{
     LauncherAction, LauncherConfig, LauncherEvent, LauncherHandshake, LauncherInput, LauncherState,
 };
@@ -132,6 +132,10 @@ pub struct LaunchConfig {
     /// How long to wait for the kernel after the file is ready (default 30 s); restarts get the
     /// same again.
     pub registration_timeout: Duration,
+    /// Which dialect this kernel speaks (launches of both dialects share the socket).
+    pub dialect: Dialect,
+    /// Upstream dialect: the `kernel_id` written into its file and required in its request.
+    pub kernel_id: alloc::string::String,
 }
 
 impl LaunchConfig {
@@ -142,6 +146,17 @@ impl LaunchConfig {
             key,
             signature_scheme: launcher.signature_scheme,
             registration_timeout: launcher.registration_timeout,
+            dialect: Dialect::Posit,
+            kernel_id: launcher.kernel_id,
+        }
+    }
+
+    /// An upstream-dialect launch with `key`, naming the kernel `kernel_id`.
+    pub fn upstream(key: Key, kernel_id: impl Into<alloc::string::String>) -> Self {
+        Self {
+            dialect: Dialect::Upstream,
+            kernel_id: kernel_id.into(),
+            ..Self::new(key)
         }
     }
 }
@@ -455,6 +470,8 @@ impl Registrar {
             limits: self.config.limits,
             session_id: alloc::format!("{}-{}", self.config.session_id, launch.0),
             username: self.config.username.clone(),
+            dialect: config.dialect,
+            kernel_id: config.kernel_id.clone(),
         });
         machine.handle_input(now, LauncherInput::RegistrationBound { port })?;
         Ok(machine)
@@ -502,26 +519,40 @@ impl Registrar {
     /// Attributes a message to the launch whose key verifies it, and hands it to that launch
     /// alone.
     fn route(&mut self, now: Instant, frames: &[&[u8]]) {
-        let unverified = match wire::split(frames, &self.config.limits) {
-            Ok(unverified) => unverified,
-            Err(e) => {
-                self.outbox.event(RegistrarEvent::Rejected(e.into()));
+        let limits = &self.config.limits;
+        // Both dialects share the socket: a Posit request is a full message, an upstream one a
+        // signature and a content frame. Each launch verifies the framing of its own dialect.
+        let full = wire::split(frames, limits);
+        let content_only = wire::split_content_only(frames, limits);
+        let signature = match (&full, &content_only) {
+            (Ok(m), _) => m.signature(),
+            (_, Ok(m)) => m.signature(),
+            (Err(e), Err(_)) => {
+                self.outbox.event(RegistrarEvent::Rejected((*e).into()));
                 return;
             }
         };
-        let signature = unverified.signature();
-        let limits = &self.config.limits;
-        let owner = self.slots.iter().position(|slot| {
-            wire::split(frames, limits).is_ok_and(|m| m.verify(&slot.signer).is_ok())
-        });
+        let verified_by = |slot: &Slot| -> Result<(), VerifyError> {
+            match slot.config.dialect {
+                Dialect::Posit => match wire::split(frames, limits) {
+                    Ok(m) => m.verify(&slot.signer).map(drop),
+                    Err(_) => Err(VerifyError::Mismatch),
+                },
+                Dialect::Upstream => match &content_only {
+                    Ok(m) => m.verify(&slot.signer).map(drop),
+                    Err(_) => Err(VerifyError::Mismatch),
+                },
+            }
+        };
+        let owner = self.slots.iter().position(|slot| verified_by(slot).is_ok());
         let Some(at) = owner else {
             // Why no launch took it: a malformed signature says so whatever the key; a
             // well-formed one matched no key.
             let rejection = match self.slots.first() {
                 None => Rejection::Unsolicited,
-                Some(slot) => match unverified.verify(&slot.signer) {
+                Some(slot) => match verified_by(slot) {
                     Err(e) => e.into(),
-                    Ok(_) => VerifyError::Mismatch.into(),
+                    Ok(()) => VerifyError::Mismatch.into(),
                 },
             };
             self.outbox.event(RegistrarEvent::Rejected(rejection));

@@ -93,6 +93,13 @@ pub enum DecodeError {
         /// Frames found after the delimiter.
         got: usize,
     },
+    /// An upstream-dialect handshake message is exactly a signature and one content frame
+    /// after the delimiter.
+    #[error("expected exactly 2 frames after <IDS|MSG> (signature, content), got {got}")]
+    NotContentOnly {
+        /// Frames after the delimiter.
+        got: usize,
+    },
 }
 
 /// The four signed JSON frames of a message, as bytes.
@@ -132,11 +139,8 @@ pub struct Message<'a, F> {
     buffers: &'a [F],
 }
 
-/// Splits `frames` at the first `<IDS|MSG>`, borrowing every part. Never panics, never allocates.
-pub fn split<'a, F: AsRef<[u8]>>(
-    frames: &'a [F],
-    limits: &Limits,
-) -> Result<UnverifiedMessage<'a, F>, DecodeError> {
+/// Checks the bounds, then finds the first `<IDS|MSG>`.
+fn locate_delimiter<F: AsRef<[u8]>>(frames: &[F], limits: &Limits) -> Result<usize, DecodeError> {
     if frames.len() > limits.max_frames {
         return Err(DecodeError::TooManyFrames {
             max: limits.max_frames,
@@ -154,11 +158,20 @@ pub fn split<'a, F: AsRef<[u8]>>(
             max: limits.max_frame_len,
         });
     }
-    let Some(at) = frames.iter().position(|f| f.as_ref() == DELIMITER) else {
-        return Err(DecodeError::NoDelimiter {
+    frames
+        .iter()
+        .position(|f| f.as_ref() == DELIMITER)
+        .ok_or(DecodeError::NoDelimiter {
             frames: frames.len(),
-        });
-    };
+        })
+}
+
+/// Splits `frames` at the first `<IDS|MSG>`, borrowing every part. Never panics, never allocates.
+pub fn split<'a, F: AsRef<[u8]>>(
+    frames: &'a [F],
+    limits: &Limits,
+) -> Result<UnverifiedMessage<'a, F>, DecodeError> {
+    let at = locate_delimiter(frames, limits)?;
     let (identities, rest) = frames.split_at(at);
     let after = rest.get(1..).unwrap_or(&[]);
     let [
@@ -239,6 +252,68 @@ pub fn join<I: AsRef<[u8]>, B: AsRef<[u8]>>(
     frames.push(signature.as_bytes().to_vec());
     frames.extend(parts.as_array().iter().map(|p| p.to_vec()));
     frames.extend(buffers.iter().map(|b| b.as_ref().to_vec()));
+    frames
+}
+
+/// A split upstream-dialect handshake message (jupyter_client docs 5.6, xeus-zmq): identities,
+/// `<IDS|MSG>`, a signature over the **content frame alone**, and that one content frame. It is
+/// "not a full Jupyter message": no header, so no `msg_id`, `date` or parent.
+#[derive(Debug)]
+pub struct ContentOnly<'a, F> {
+    identities: &'a [F],
+    signature: &'a [u8],
+    content: &'a [u8],
+}
+
+/// Splits an upstream-dialect handshake message. Never panics, never allocates; the same
+/// bounds as [`split`] apply first.
+pub fn split_content_only<'a, F: AsRef<[u8]>>(
+    frames: &'a [F],
+    limits: &Limits,
+) -> Result<ContentOnly<'a, F>, DecodeError> {
+    let at = locate_delimiter(frames, limits)?;
+    let (identities, rest) = frames.split_at(at);
+    match rest.get(1..).unwrap_or(&[]) {
+        [signature, content] => Ok(ContentOnly {
+            identities,
+            signature: signature.as_ref(),
+            content: content.as_ref(),
+        }),
+        after => Err(DecodeError::NotContentOnly { got: after.len() }),
+    }
+}
+
+impl<'a, F: AsRef<[u8]>> ContentOnly<'a, F> {
+    /// The routing identities before the delimiter, to echo when replying through a ROUTER.
+    pub fn identities(&self) -> &'a [F] {
+        self.identities
+    }
+
+    /// The received signature frame.
+    pub fn signature(&self) -> &'a [u8] {
+        self.signature
+    }
+
+    /// Checks the signature over the content frame, in constant time; the content once verified.
+    pub fn verify(&self, signer: &Signer) -> Result<&'a [u8], VerifyError> {
+        signer.verify(self.signature, &[self.content])?;
+        Ok(self.content)
+    }
+}
+
+/// Builds an upstream-dialect handshake message: identities, delimiter, the signature of
+/// `content` alone, `content`.
+pub fn join_content_only<I: AsRef<[u8]>>(
+    identities: &[I],
+    signer: &Signer,
+    content: &[u8],
+) -> Vec<Vec<u8>> {
+    let signature = signer.sign(&[content]);
+    let mut frames = Vec::with_capacity(identities.len() + 3);
+    frames.extend(identities.iter().map(|i| i.as_ref().to_vec()));
+    frames.push(DELIMITER.to_vec());
+    frames.push(signature.as_bytes().to_vec());
+    frames.push(content.to_vec());
     frames
 }
 

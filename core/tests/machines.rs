@@ -66,7 +66,8 @@ fn kernel_asks_to_bind_then_connect_then_sends_a_signed_request() {
     assert_eq!(
         d.actions,
         vec![KernelAction::ConnectRegistration {
-            endpoint: "tcp://127.0.0.1:5555".into()
+            endpoint: "tcp://127.0.0.1:5555".into(),
+            socket: RegistrationSocket::Req,
         }]
     );
     assert_eq!(k.state(), KernelState::Bound);

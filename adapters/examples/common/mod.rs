@@ -139,7 +139,7 @@ impl Pair {
                         Output::Action(KernelAction::BindChannels { ports: Some(_), .. }) => {
                             return Err("classic ports are not used here".into());
                         }
-                        Output::Action(KernelAction::ConnectRegistration { endpoint }) => {
+                        Output::Action(KernelAction::ConnectRegistration { endpoint, .. }) => {
                             let req = ctx.socket(zmq::REQ)?;
                             req.set_linger(1000)?;
                             req.connect(&endpoint)?;

@@ -3,7 +3,7 @@
 //! The sequence, classic mode and what is left on disk are described in [`crate::launch`].
 
 use jupyter_handshake::registrar::RegistrarEvent;
-use jupyter_handshake::{Instant, LauncherEvent};
+use jupyter_handshake::{Dialect, Instant, LauncherEvent};
 
 use super::{Router, as_slices, recv, within};
 use crate::error::LaunchError;
@@ -82,7 +82,19 @@ impl Launcher {
         argvs: &[Vec<String>],
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
     ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
-        let started = match self.fleet.start(argvs, observer) {
+        let dialect = self.fleet.dialect();
+        let launches: Vec<_> = argvs.iter().map(|a| (a.clone(), dialect)).collect();
+        self.launch_mixed(&launches, observer).await
+    }
+
+    /// Like `launch_all`, each kernel with its own dialect: Posit and upstream kernels share
+    /// the one registration socket.
+    pub async fn launch_mixed(
+        &mut self,
+        launches: &[(Vec<String>, Dialect)],
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
+        let started = match self.fleet.start(launches, observer) {
             Ok(started) => started,
             // Stops every kernel started so far, and returns the error.
             Err(error) => return self.fleet.finish(&[], Err(error)).map(|_| Vec::new()),

@@ -16,7 +16,7 @@
 //! ```
 
 use jupyter_handshake::registrar::RegistrarEvent;
-use jupyter_handshake::{Instant, LauncherEvent};
+use jupyter_handshake::{Dialect, Instant, LauncherEvent};
 
 pub use crate::launch::{
     ChildStdio, LaunchOptions, Launched, exit_status, pick_classic_ports,
@@ -120,7 +120,19 @@ impl Launcher {
         argvs: &[Vec<String>],
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
     ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
-        let started = match self.fleet.start(argvs, observer) {
+        let dialect = self.fleet.dialect();
+        let launches: Vec<_> = argvs.iter().map(|a| (a.clone(), dialect)).collect();
+        self.launch_mixed(&launches, observer)
+    }
+
+    /// Like `launch_all`, each kernel with its own dialect: Posit and upstream kernels share
+    /// the one registration socket.
+    pub fn launch_mixed(
+        &mut self,
+        launches: &[(Vec<String>, Dialect)],
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
+        let started = match self.fleet.start(launches, observer) {
             Ok(started) => started,
             // Stops every kernel started so far, and returns the error.
             Err(error) => return self.fleet.finish(&[], Err(error)).map(|_| Vec::new()),

@@ -44,13 +44,15 @@ Modes:
              ipykernel); either way no port is ever chosen before the kernel binds it
   file       the same registration file; says you expect the kernel to register by rewriting
              it (ipykernel); the report gives the evidence actually seen
+  upstream   an upstream-dialect registration file (jupyter_client docs 5.6, xeus-python): the
+             kernel registers from a DEALER with a content-only signed request
   classic    pick five free ports and write a classic connection file: racy, for kernels that
              cannot register (another process may take a port before the kernel binds it)
-  auto       (default) from --kernelspec's kernel_protocol_version: >= 5.5 means handshake,
-             anything else classic; without --kernelspec, handshake
+  auto       (default) from --kernelspec's kernel_protocol_version: >= 5.6 means upstream,
+             5.5 handshake, anything else classic; without --kernelspec, handshake
 
 Options:
-  --mode MODE          auto, handshake, file or classic (see above)
+  --mode MODE          auto, handshake, file, upstream or classic (see above)
   --count N            launch N copies of the kernel at once through ONE registration socket
                        (each with its own key and file), check and stop each, and report each
                        (one JSON line per kernel with --json, in launch order); not with classic
@@ -65,8 +67,8 @@ Options:
   -v, --verbose        log the launcher's state-machine events on stderr as they happen
   -h, --help           this help
 
-Report (--json): {\"mode\": \"handshake\"|\"file\"|\"classic\" (how the ports were learnt: a
-handshake_request, a rewrite of the file, or picked by us), \"connection\": {\"transport\", \"ip\",
+Report (--json): {\"mode\": \"handshake\"|\"upstream\"|\"file\"|\"classic\" (how the ports were
+learnt: a Posit handshake_request, an upstream request, a rewrite of the file, or picked by us), \"connection\": {\"transport\", \"ip\",
 \"shell_port\", \"iopub_port\", \"stdin_port\", \"control_port\", \"hb_port\", \"signature_scheme\"},
 \"kernel_info\": {\"status\", \"protocol_version\", \"implementation\"}, \"timings_us\": {\"register\"
 (start to registration), \"kernel_info\" (first kernel_info_request to its reply), \"total\"
@@ -93,6 +95,7 @@ enum ModeArg {
     Auto,
     Handshake,
     File,
+    Upstream,
     Classic,
 }
 
@@ -150,6 +153,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
     };
     let mode = match options.mode {
         ModeArg::Handshake | ModeArg::File => LaunchMode::Handshake,
+        ModeArg::Upstream => LaunchMode::Upstream,
         ModeArg::Classic => LaunchMode::Classic,
         ModeArg::Auto => spec
             .as_ref()
@@ -202,6 +206,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
 
     let report = Report {
         evidence: launched.evidence,
+        mode: launch_options.mode,
         connection: &launched.connection,
         registered_after: launched.registered_after,
         register: registered.saturating_duration_since(start),
@@ -313,6 +318,7 @@ fn run_many(
             .unwrap_or(start);
         let report = Report {
             evidence: launched.evidence,
+            mode: launch_options.mode,
             connection: &launched.connection,
             registered_after: launched.registered_after,
             register: registered.saturating_duration_since(start),
@@ -367,10 +373,11 @@ fn parse(mut args: Args) -> Result<Option<Options>, CliError> {
                         "auto" => ModeArg::Auto,
                         "handshake" => ModeArg::Handshake,
                         "file" => ModeArg::File,
+                        "upstream" => ModeArg::Upstream,
                         "classic" => ModeArg::Classic,
                         _ => {
                             return Err(CliError::usage(format!(
-                                "--mode must be auto, handshake, file or classic, not '{value}'"
+                                "--mode must be auto, handshake, file, upstream or classic, not '{value}'"
                             )));
                         }
                     };
@@ -600,6 +607,8 @@ fn kill(child: &mut Child) {
 /// The report of one launch.
 struct Report<'a> {
     evidence: Evidence,
+    /// The mode launched with (an upstream request reports as "upstream").
+    mode: LaunchMode,
     connection: &'a ConnectionFile,
     registered_after: Duration,
     register: Duration,
@@ -632,7 +641,7 @@ impl Report<'_> {
                 r#""signature_scheme":{}}},"kernel_info":{{"status":{},"protocol_version":{},"#,
                 r#""implementation":{}}},"timings_us":{{"register":{},"kernel_info":{},"total":{}}}}}"#
             ),
-            s(evidence_name(self.evidence)),
+            s(report_mode(self.evidence, self.mode)),
             s(c.transport.as_str()),
             s(&c.ip),
             c.ports.shell,
@@ -665,7 +674,7 @@ impl Report<'_> {
         out.push_str(&format!("kernel:       {}\n", argv.join(" ")));
         out.push_str(&format!(
             "registered:   {} after {} ({} after spawn): {}\n",
-            evidence_name(self.evidence),
+            report_mode(self.evidence, self.mode),
             millis(self.register),
             millis(self.registered_after),
             evidence_explained(self.evidence)
@@ -709,6 +718,14 @@ impl Report<'_> {
 }
 
 /// The name of a piece of registration evidence, as the JSON report spells it.
+/// The report's `mode`: the evidence, with an upstream-dialect request told apart.
+fn report_mode(evidence: Evidence, mode: LaunchMode) -> &'static str {
+    match (evidence, mode) {
+        (Evidence::Request, LaunchMode::Upstream) => "upstream",
+        _ => evidence_name(evidence),
+    }
+}
+
 pub(crate) fn evidence_name(evidence: Evidence) -> &'static str {
     match evidence {
         Evidence::Request => "handshake",
@@ -826,6 +843,7 @@ mod tests {
         };
         let report = Report {
             evidence: Evidence::Request,
+            mode: LaunchMode::Handshake,
             connection: &connection,
             registered_after: Duration::from_millis(3),
             register: Duration::from_millis(4),
