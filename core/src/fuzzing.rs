@@ -14,7 +14,7 @@ use arbitrary::Unstructured;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Sha256, Sha384, Sha512};
 
-use crate::connection::{KernelFile, KernelPorts, RegistrationFile, Transport};
+use crate::connection::{Dialect, KernelFile, KernelPorts, RegistrationFile, Transport};
 use crate::kernel::{KernelConfig, KernelEvent, KernelHandshake, KernelInput, KernelState};
 use crate::launcher::{LauncherConfig, LauncherEvent, LauncherHandshake, LauncherInput};
 use crate::message::{self, HANDSHAKE_REPLY, HANDSHAKE_REQUEST, Session};
@@ -186,6 +186,8 @@ pub fn connection_file(data: &[u8]) {
 }
 
 const FUZZ_KEY: &str = "fuzz-key";
+/// The upstream `kernel_id` of the fuzzed machines.
+const FUZZ_KERNEL_ID: &str = "fuzz-kernel-id";
 
 fn fuzz_ports(u: &mut Unstructured<'_>) -> KernelPorts {
     // Mostly valid, sometimes 0 or a duplicate, so every validation path is reached.
@@ -212,9 +214,21 @@ pub fn kernel_machine(data: &[u8]) {
         Key::new(FUZZ_KEY),
         5555,
     );
-    let classic = u.int_in_range(0..=7u8).unwrap_or(1) == 0;
-    let file = if classic {
+    // 0: classic; otherwise the parity picks the dialect (odd: Posit, even: upstream), so
+    // inputs written before the upstream dialect existed keep their layout.
+    let kind = u.int_in_range(0..=7u8).unwrap_or(1);
+    let upstream = kind != 0 && kind % 2 == 0;
+    let file = if kind == 0 {
         KernelFile::Connection(registration.with_ports(fuzz_ports(&mut u)))
+    } else if upstream {
+        KernelFile::Registration(RegistrationFile::upstream(
+            Transport::Tcp,
+            "127.0.0.1",
+            SignatureScheme::HmacSha256,
+            Key::new(FUZZ_KEY),
+            5555,
+            FUZZ_KERNEL_ID,
+        ))
     } else {
         KernelFile::Registration(registration)
     };
@@ -254,16 +268,26 @@ pub fn kernel_machine(data: &[u8]) {
                     _ => br#"{"status":"ok","capabilities":{}}"#,
                 };
                 let no_ids: [&[u8]; 0] = [];
-                launcher_session
-                    .message(
-                        now,
-                        &no_ids,
-                        HANDSHAKE_REPLY,
-                        parent.as_deref(),
-                        None,
-                        content,
-                    )
-                    .1
+                if upstream {
+                    // Upstream replies are one signed content frame: ACK, or the contents.
+                    let content: &[u8] = if op == 4 {
+                        message::UPSTREAM_ACK
+                    } else {
+                        content
+                    };
+                    wire::join_content_only(&no_ids, launcher_session.signer(), content)
+                } else {
+                    launcher_session
+                        .message(
+                            now,
+                            &no_ids,
+                            HANDSHAKE_REPLY,
+                            parent.as_deref(),
+                            None,
+                            content,
+                        )
+                        .1
+                }
             }
             7 => frames(&mut u),
             _ => vec![],
@@ -335,10 +359,20 @@ pub fn kernel_machine(data: &[u8]) {
 /// file rewrites; Connected only with ports a key holder actually sent.
 pub fn launcher_machine(data: &[u8]) {
     let mut u = Unstructured::new(data);
+    // The timeout's parity picks the dialect (odd: Posit, even: upstream), so inputs written
+    // before the upstream dialect existed keep their layout.
+    let timeout_ms = u.int_in_range(1..=5000u64).unwrap_or(3000);
+    let dialect = if timeout_ms % 2 == 0 {
+        Dialect::Upstream
+    } else {
+        Dialect::Posit
+    };
     let config = LauncherConfig {
         key: Key::new(FUZZ_KEY),
-        registration_timeout: Duration::from_millis(u.int_in_range(1..=5000u64).unwrap_or(3000)),
+        registration_timeout: Duration::from_millis(timeout_ms),
         session_id: "fuzz-launcher".into(),
+        dialect,
+        kernel_id: FUZZ_KERNEL_ID.into(),
         ..LauncherConfig::default()
     };
     let mut launcher = LauncherHandshake::new(config);
@@ -363,16 +397,33 @@ pub fn launcher_machine(data: &[u8]) {
                 let ports = fuzz_ports(&mut u);
                 offered.push(ports);
                 let ids: [&[u8]; 2] = [b"peer", b""];
-                frames = kernel_session
-                    .message(
-                        now,
-                        &ids,
-                        HANDSHAKE_REQUEST,
-                        None,
-                        None,
-                        &message::request_content(&ports),
-                    )
-                    .1;
+                frames = match dialect {
+                    Dialect::Posit => {
+                        kernel_session
+                            .message(
+                                now,
+                                &ids,
+                                HANDSHAKE_REQUEST,
+                                None,
+                                None,
+                                &message::request_content(&ports),
+                            )
+                            .1
+                    }
+                    Dialect::Upstream => {
+                        // op 2 names another kernel: refused, never registered.
+                        let kernel_id = if op == 1 {
+                            FUZZ_KERNEL_ID
+                        } else {
+                            "another-kernel"
+                        };
+                        if op == 2 {
+                            offered.pop();
+                        }
+                        let content = message::upstream_request_content(kernel_id, &ports);
+                        wire::join_content_only(&ids[..1], kernel_session.signer(), &content)
+                    }
+                };
             }
             3 => frames = self::frames(&mut u),
             4 => {

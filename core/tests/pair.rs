@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use jupyter_handshake::*;
+use jupyter_handshake::{message, wire};
 use proptest::prelude::*;
 
 fn assert_terminal_and_consistent(pair: &Pair) {
@@ -156,7 +157,44 @@ fn stray() -> impl Strategy<Value = Vec<Vec<u8>>> {
         Just(message("", "handshake_request", None, ports, &[])),
         // A delimiter and too few frames.
         Just(vec![b"<IDS|MSG>".to_vec(), b"".to_vec(), b"{}".to_vec()]),
+        // Upstream framing: a request signed with another key, an unsigned one, an ACK signed
+        // with another key.
+        "[a-z]{1,12}".prop_map(|k| upstream_frames(&format!("x{k}"), &upstream_ports_content())),
+        Just(upstream_frames("", &upstream_ports_content())),
+        "[a-z]{1,12}".prop_map(|k| upstream_frames(&format!("x{k}"), b"ACK")),
     ]
+}
+
+/// An upstream request content naming our test kernel, with ports 1..5.
+fn upstream_ports_content() -> Vec<u8> {
+    message::upstream_request_content(
+        "kernel",
+        &KernelPorts {
+            shell: 2,
+            iopub: 4,
+            stdin: 3,
+            control: 1,
+            hb: 5,
+        },
+    )
+}
+
+/// `[<IDS|MSG>, HMAC(content), content]` with `key`.
+fn upstream_frames(key: &str, content: &[u8]) -> Vec<Vec<u8>> {
+    let signer = Signer::new(SignatureScheme::HmacSha256, &Key::new(key));
+    let no_identities: [&[u8]; 0] = [];
+    wire::join_content_only(&no_identities, &signer, content)
+}
+
+fn dialect() -> impl Strategy<Value = Dialect> {
+    prop_oneof![Just(Dialect::Posit), Just(Dialect::Upstream)]
+}
+
+fn config(dialect: Dialect) -> LauncherConfig {
+    LauncherConfig {
+        dialect,
+        ..launcher_config(KEY)
+    }
 }
 
 fn fate() -> impl Strategy<Value = Fate> {
@@ -197,12 +235,13 @@ proptest! {
         fates in prop::collection::vec(fate(), 0..6),
         injections in prop::collection::vec(injection(), 0..12),
         wait_for_iopub in prop::bool::ANY,
+        dialect in dialect(),
     ) {
         let kernel = KernelConfig {
             wait_for_iopub: wait_for_iopub.then_some(Duration::from_secs(1)),
             ..KernelConfig::default()
         };
-        let mut pair = Pair::new(launcher_config(KEY), kernel, fates);
+        let mut pair = Pair::new(config(dialect), kernel, fates);
         pair.run(injections);
         assert_terminal_and_consistent(&pair);
         let k = pair.kernel.as_ref().unwrap();
@@ -219,9 +258,10 @@ proptest! {
     fn reliable_delivery_always_connects(
         latency_ms in 0u64..4000,
         injections in prop::collection::vec(injection(), 0..12),
+        dialect in dialect(),
     ) {
         let fate = Fate { latency: Duration::from_millis(latency_ms), ..Fate::RELIABLE };
-        let mut pair = Pair::new(launcher_config(KEY), KernelConfig::default(), vec![fate; 4]);
+        let mut pair = Pair::new(config(dialect), KernelConfig::default(), vec![fate; 4]);
         pair.run(injections);
         assert_terminal_and_consistent(&pair);
         prop_assert_eq!(pair.launcher.state(), LauncherState::Connected);
@@ -233,9 +273,10 @@ proptest! {
     fn terminal_states_are_terminal(
         lose in any::<bool>(),
         later in prop::collection::vec(stray(), 1..6),
+        dialect in dialect(),
     ) {
         let fate = Fate { lost: lose, ..Fate::RELIABLE };
-        let mut pair = Pair::new(launcher_config(KEY), KernelConfig::default(), vec![fate]);
+        let mut pair = Pair::new(config(dialect), KernelConfig::default(), vec![fate]);
         pair.run(vec![]);
         let k = pair.kernel.as_mut().unwrap();
         let (ks, ls) = (k.state(), pair.launcher.state());

@@ -52,7 +52,21 @@ fn registrar() -> Registrar {
 
 /// Adds a launch and returns its id and the registration file it asked to write.
 fn launch(r: &mut Registrar, now: Instant, i: usize) -> (LaunchId, RegistrationFile) {
-    let id = r.launch(now, LaunchConfig::new(key(i))).unwrap();
+    launch_in(r, now, i, Dialect::Posit)
+}
+
+/// [`launch`] in `dialect`.
+fn launch_in(
+    r: &mut Registrar,
+    now: Instant,
+    i: usize,
+    dialect: Dialect,
+) -> (LaunchId, RegistrationFile) {
+    let config = match dialect {
+        Dialect::Posit => LaunchConfig::new(key(i)),
+        Dialect::Upstream => LaunchConfig::upstream(key(i), format!("kernel-{i}")),
+    };
+    let id = r.launch(now, config).unwrap();
     let d = drain_registrar(r);
     let [RegistrarAction::WriteRegistrationFile { launch, file }] = &d.actions[..] else {
         panic!("expected one file, got {:?}", d.actions);
@@ -432,12 +446,13 @@ fn behaviour() -> impl Strategy<Value = Behaviour> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
-    /// Any mix of healthy, forging and dying kernels, their messages interleaved in any order:
-    /// every healthy or forging kernel registers with its own ports and its reply reaches it
-    /// alone; every dying one is reported as exited; nothing else happens.
+    /// Any mix of healthy, forging and dying kernels of both dialects, their messages
+    /// interleaved in any order: every healthy or forging kernel registers with its own ports
+    /// and its reply reaches it alone; every dying one is reported as exited; nothing else
+    /// happens.
     #[test]
     fn many_kernels_in_any_order(
-        behaviours in prop::collection::vec(behaviour(), 1..24),
+        behaviours in prop::collection::vec((behaviour(), prop_oneof![Just(Dialect::Posit), Just(Dialect::Upstream)]), 1..24),
         order in any::<prop::sample::Index>(),
         seed in any::<u64>(),
     ) {
@@ -446,8 +461,8 @@ proptest! {
         let mut kernels = Vec::new();
         // Every kernel's messages, as (kernel index, frames or None for "it exits").
         let mut queues: Vec<std::collections::VecDeque<Option<Vec<Vec<u8>>>>> = Vec::new();
-        for (i, b) in behaviours.iter().enumerate() {
-            let (id, file) = launch(&mut r, at(0), i);
+        for (i, (b, dialect)) in behaviours.iter().enumerate() {
+            let (id, file) = launch_in(&mut r, at(0), i, *dialect);
             ids.push(id);
             let identity = format!("peer-{i}").into_bytes();
             let (k, request) = kernel(&file, ports(i), &identity);
@@ -496,7 +511,7 @@ proptest! {
                 prop_assert_eq!(id, ids[i], "only the sender's launch hears of it");
             }
         }
-        for (i, b) in behaviours.iter().enumerate() {
+        for (i, (b, _)) in behaviours.iter().enumerate() {
             match b {
                 Behaviour::Healthy | Behaviour::ForgesFirst => {
                     prop_assert_eq!(r.launch_state(ids[i]), Some(LauncherState::Connected));
