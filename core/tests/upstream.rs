@@ -127,7 +127,7 @@ fn golden_our_kernel_sends_exactly_the_frames_xeus_sends_and_accepts_its_ack() {
     k.handle_input(at(1), KernelInput::RegistrationConnected)
         .unwrap();
     let d = drain_kernel(&mut k);
-    assert_eq!(d.transmits, [c.request.clone()]);
+    assert_eq!(d.transmits, std::slice::from_ref(&c.request));
     assert_eq!(k.state(), KernelState::AwaitingReply);
     k.handle_input(at(2), KernelInput::Received(&refs(&c.ack)))
         .unwrap();
