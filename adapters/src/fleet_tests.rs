@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use jupyter_handshake::registrar::RegistrarEvent;
-use jupyter_handshake::{Evidence, ExitStatus, Failure, Instant, LauncherEvent};
+use jupyter_handshake::{Dialect, Evidence, ExitStatus, Failure, Instant, LauncherEvent};
 
 use crate::blocking::testkit::helper_kernel_argv;
 use crate::error::LaunchError;
@@ -118,6 +118,34 @@ fn two_hundred_kernels_through_one_socket_blocking() {
     let mut seen = Seen::default();
     let results = launcher
         .launch_all(&argvs(N), &mut observe(&mut seen))
+        .unwrap();
+    check_fleet(results, &seen, N);
+}
+
+/// Half of the kernels in each dialect (even indexes Posit, odd upstream), the same roles.
+#[test]
+fn two_hundred_kernels_of_both_dialects_through_one_socket() {
+    const N: usize = 200;
+    let ctx = zmq::Context::new();
+    let dir = TempDir::new();
+    let mut launcher = blocking::Launcher::new(&ctx, &options(&dir)).unwrap();
+    let launches: Vec<(Vec<String>, Dialect)> = argvs(N)
+        .into_iter()
+        .enumerate()
+        .map(|(i, argv)| {
+            (
+                argv,
+                if i % 2 == 0 {
+                    Dialect::Posit
+                } else {
+                    Dialect::Upstream
+                },
+            )
+        })
+        .collect();
+    let mut seen = Seen::default();
+    let results = launcher
+        .launch_mixed(&launches, &mut observe(&mut seen))
         .unwrap();
     check_fleet(results, &seen, N);
 }

@@ -1,5 +1,5 @@
 //! Interop with the real Jupyter Python stack (pinned in `tests/python/requirements.txt`):
-//! jupyter_client's `KernelManager`, stock ipykernel, and the Posit-dialect peers in
+//! jupyter_client's `KernelManager`, stock ipykernel, xeus-python (upstream dialect), and the peers in
 //! `tests/python/`. A missing `python3` or package fails these tests; nothing is skipped.
 
 use jupyter_handshake_tests::{
@@ -182,4 +182,103 @@ fn ipykernel_posit_kernel_registers_with_our_launcher() {
     let out = run(launch_command(runtime.path(), &[], &argv));
     let report = successful_launch(&out, "handshake");
     assert_eq!(report["kernel_info"]["implementation"], "ipython");
+}
+
+/// `python3 -m xpython_launcher -f {connection_file}`: xeus-python, the upstream dialect's
+/// real kernel side.
+fn xeus_python_argv() -> Vec<String> {
+    vec![
+        python_str(),
+        "-m".into(),
+        "xpython_launcher".into(),
+        "-f".into(),
+        "{connection_file}".into(),
+    ]
+}
+
+/// The real xeus-python (pinned) registers with `jupyter-handshake launch --mode upstream`:
+/// DEALER → our ROUTER, content-only signed request with string ports, our signed `ACK`; its
+/// kernel_info says protocol 5.6.
+#[test]
+fn xeus_python_registers_through_the_upstream_dialect() {
+    let runtime = TempDir::new("rt");
+    let out = run(launch_command(
+        runtime.path(),
+        &["--mode", "upstream"],
+        &xeus_python_argv(),
+    ));
+    let report = successful_launch(&out, "upstream");
+    assert_eq!(report["kernel_info"]["implementation"], "xeus-python");
+    assert_eq!(report["kernel_info"]["protocol_version"], "5.6");
+}
+
+/// `--mode auto` picks the upstream dialect from a kernelspec that declares protocol 5.6 (the
+/// rule: ≥ 5.6 upstream, 5.5 Posit, else classic); xeus-python's own kernelspec declares
+/// nothing, so this is how a user selects the handshake for it.
+#[test]
+fn a_kernelspec_declaring_5_6_is_launched_in_the_upstream_dialect() {
+    let runtime = TempDir::new("rt");
+    let spec_dir = TempDir::new("spec");
+    let spec = serde_json::json!({
+        "argv": xeus_python_argv(),
+        "display_name": "xeus-python (handshake)",
+        "language": "python",
+        "kernel_protocol_version": "5.6",
+    });
+    std::fs::write(spec_dir.join("kernel.json"), spec.to_string()).unwrap();
+    let mut command = tool(["launch", "--json", "--kernelspec"]);
+    command
+        .arg(spec_dir.join("kernel.json"))
+        .env("JUPYTER_RUNTIME_DIR", runtime.path());
+    let out = run(command);
+    let report = successful_launch(&out, "upstream");
+    assert_eq!(report["kernel_info"]["implementation"], "xeus-python");
+}
+
+/// An independent upstream-dialect launcher, `upstream_launcher.py` (pyzmq, verifying the HMAC
+/// over the content and the kernel_id), registers `jupyter-handshake kernel`, which reads the
+/// upstream file, registers from a DEALER, and answers a `BlockingKernelClient`.
+#[test]
+fn upstream_launcher_py_registers_our_kernel() {
+    let mut launcher = std::process::Command::new(jupyter_handshake_tests::python());
+    launcher
+        .arg(python_script("upstream_launcher.py"))
+        .args(["--timeout", "60", "--"])
+        .args(our_kernel_argv());
+    let out = run(launcher);
+    out.assert_success();
+    let result = out.json_line();
+    let why = out.describe();
+    assert_eq!(result["registered"], true, "{why}");
+    assert_eq!(result["kernel_info"]["status"], "ok", "{why}");
+    assert_eq!(
+        result["kernel_info"]["implementation"], "jupyter-handshake",
+        "{why}"
+    );
+    ports_of(&result["ports"]);
+}
+
+/// Four xeus-python kernels at once through one registration socket, upstream dialect.
+#[test]
+fn several_xeus_python_kernels_through_one_socket() {
+    let runtime = TempDir::new("rt");
+    let out = run(launch_command(
+        runtime.path(),
+        &["--mode", "upstream", "--count", "4"],
+        &xeus_python_argv(),
+    ));
+    out.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", out.describe());
+    let mut ports = Vec::new();
+    for line in lines {
+        let report: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(report["mode"], "upstream", "{line}");
+        assert_eq!(report["kernel_info"]["protocol_version"], "5.6", "{line}");
+        ports.extend(ports_of(&report["connection"]));
+    }
+    let total = ports.len();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), total, "every kernel has its own ports");
 }

@@ -127,6 +127,31 @@ fn the_async_kernel_side_registers_with_the_async_launcher() {
 }
 
 #[test]
+fn the_async_kernel_side_registers_in_the_upstream_dialect() {
+    on_both_executors(|| async {
+        let ctx = zmq::Context::new();
+        let dir = TempDir::new();
+        let mut seen = Seen::default();
+        // The kernel forges first (upstream-framed), then registers from a DEALER.
+        let argv = helper_kernel_argv("forge");
+        let options = LaunchOptions {
+            mode: LaunchMode::Upstream,
+            ..options(&dir)
+        };
+        let launched = launch(&ctx, &argv, &options, &mut observe(&mut seen)).await;
+        let mut launched = Guard(launched.unwrap());
+        assert_eq!(launched.0.evidence, Evidence::Request);
+        assert_eq!((seen.rejected, seen.refused), (2, 1));
+        use_and_shut_down(&ctx, &mut launched).await;
+        // And the async kernel side itself, in the upstream dialect.
+        let argv = helper_kernel_argv("async");
+        let launched = launch(&ctx, &argv, &options, &mut |_, _| {}).await;
+        let mut launched = Guard(launched.unwrap());
+        use_and_shut_down(&ctx, &mut launched).await;
+    });
+}
+
+#[test]
 fn classic_mode_writes_a_connection_file_and_the_kernel_binds_it() {
     on_both_executors(|| async {
         let ctx = zmq::Context::new();

@@ -281,46 +281,76 @@ fn forge(ctx: &zmq::Context, file: &Path) {
         control: 4,
         hb: 5,
     };
+    let wrong_key = Signer::new(SignatureScheme::HmacSha256, &Key::new("not-the-key"));
+    let right_key = Signer::new(registration.signature_scheme, &registration.key);
     dealer
         .send_multipart([b"garbage".to_vec(), b"<IDS|MSG>".to_vec()], 0)
         .unwrap();
-    let mut forger = Session::new(
-        "forger",
-        "kernel",
-        Signer::new(SignatureScheme::HmacSha256, &Key::new("not-the-key")),
-    );
-    let (_, forged) = forger.message(
-        clock.now(),
-        &no_identities,
-        "handshake_request",
-        None,
-        None,
-        &jupyter_handshake::message::request_content(&good_ports),
-    );
-    dealer.send_multipart(forged, 0).unwrap();
-    let mut insider = Session::new(
-        "insider",
-        "kernel",
-        Signer::new(registration.signature_scheme, &registration.key),
-    );
-    let (_, zero_ports) = insider.message(
-        clock.now(),
-        &no_identities,
-        "handshake_request",
-        None,
-        None,
-        &jupyter_handshake::message::request_content(&KernelPorts::default()),
-    );
-    dealer.send_multipart(zero_ports, 0).unwrap();
+    match registration.kernel_id() {
+        // Upstream: content-only requests, signed with the wrong key, then the right key with
+        // unusable ports.
+        Some(kernel_id) => {
+            let forged =
+                jupyter_handshake::message::upstream_request_content(kernel_id, &good_ports);
+            dealer
+                .send_multipart(
+                    wire::join_content_only(&no_identities, &wrong_key, &forged),
+                    0,
+                )
+                .unwrap();
+            let zero = jupyter_handshake::message::upstream_request_content(
+                kernel_id,
+                &KernelPorts::default(),
+            );
+            dealer
+                .send_multipart(
+                    wire::join_content_only(&no_identities, &right_key, &zero),
+                    0,
+                )
+                .unwrap();
+        }
+        None => {
+            let mut forger = Session::new("forger", "kernel", wrong_key);
+            let (_, forged) = forger.message(
+                clock.now(),
+                &no_identities,
+                "handshake_request",
+                None,
+                None,
+                &jupyter_handshake::message::request_content(&good_ports),
+            );
+            dealer.send_multipart(forged, 0).unwrap();
+            let mut insider = Session::new("insider", "kernel", right_key.clone());
+            let (_, zero_ports) = insider.message(
+                clock.now(),
+                &no_identities,
+                "handshake_request",
+                None,
+                None,
+                &jupyter_handshake::message::request_content(&KernelPorts::default()),
+            );
+            dealer.send_multipart(zero_ports, 0).unwrap();
+        }
+    }
     assert!(
         dealer.poll(zmq::POLLIN, 10_000).unwrap() > 0,
         "no refusal came back"
     );
     let reply = dealer.recv_multipart(0).unwrap();
-    let message = wire::split(&reply, &Limits::HANDSHAKE)
-        .unwrap()
-        .verify(insider.signer())
-        .unwrap();
-    let content: Value = serde_json::from_slice(message.parts().content).unwrap();
+    let content = match registration.kernel_id() {
+        Some(_) => wire::split_content_only(&reply, &Limits::HANDSHAKE)
+            .unwrap()
+            .verify(&right_key)
+            .unwrap()
+            .to_vec(),
+        None => wire::split(&reply, &Limits::HANDSHAKE)
+            .unwrap()
+            .verify(&right_key)
+            .unwrap()
+            .parts()
+            .content
+            .to_vec(),
+    };
+    let content: Value = serde_json::from_slice(&content).unwrap();
     assert_eq!(content["status"], "error");
 }
