@@ -10,6 +10,17 @@
 //! on port 0, registers the ports it actually got with a signed `handshake_request`, and waits
 //! for a `handshake_reply`. No window, no race.
 //!
+//! ## Two dialects
+//!
+//! JEP 66 is deployed in two incompatible dialects, and both machines speak both
+//! ([`Dialect`]). The **Posit** dialect (ark ⇄ Kallichore) registers from a REQ with a full signed
+//! `handshake_request` and gets a `handshake_reply`. The **upstream** dialect (jupyter_client
+//! docs 5.6 ⇄ xeus) registers from a DEALER with `[<IDS|MSG>, HMAC(content), content]`, the
+//! content naming the `kernel_id` and the ports as strings, and gets one signed content frame
+//! (`ACK`). The launcher picks the dialect ([`LauncherConfig::dialect`]) and writes it into the
+//! registration file; the kernel reads it from the file
+//! ([`KernelAction::ConnectRegistration`] says which socket to connect). The states are the same.
+//!
 //! ## A complete handshake, in memory
 //!
 //! Both machines are driven the same way: feed an input with the current time
