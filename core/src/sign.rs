@@ -303,17 +303,41 @@ impl Signer {
                 got: signature.len(),
             });
         }
-        if !signature
-            .iter()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
-        {
+        // One pass through a table: each digit's value, or `INVALID` (uppercase included), OR-ed
+        // together so a single branch at the end catches any bad digit. The signature is public
+        // data (it travelled in the clear), so branching on it leaks nothing.
+        let tag = &mut buf[..expected / 2];
+        let mut bad = 0u8;
+        for (out, pair) in tag.iter_mut().zip(signature.chunks_exact(2)) {
+            let (high, low) = (HEX_VALUE[usize::from(pair[0])], HEX_VALUE[usize::from(pair[1])]);
+            bad |= high | low;
+            *out = (high << 4) | (low & 0x0f);
+        }
+        if bad & INVALID != 0 {
             return Err(VerifyError::NotLowercaseHex);
         }
-        let tag = &mut buf[..expected / 2];
-        hex::decode_to_slice(signature, tag).map_err(|_| VerifyError::NotLowercaseHex)?;
         Ok(tag)
     }
 }
+
+/// Marks a byte that is not a lowercase hex digit in [`HEX_VALUE`].
+const INVALID: u8 = 0x80;
+
+/// The value of each lowercase hex digit; [`INVALID`] for every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -383,6 +407,19 @@ mod tests {
                 signer.verify(upper.as_bytes(), &PARTS),
                 Err(VerifyError::NotLowercaseHex)
             );
+        }
+        // Every byte that is not a lowercase hex digit is refused, in either nibble position.
+        for position in [0, 1, 62, 63] {
+            for byte in 0..=255u8 {
+                let mut sig = *good.as_bytes().first_chunk::<64>().unwrap();
+                sig[position] = byte;
+                let result = signer.verify(&sig, &PARTS);
+                if byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte) {
+                    assert_ne!(result, Err(VerifyError::NotLowercaseHex), "{byte}");
+                } else {
+                    assert_eq!(result, Err(VerifyError::NotLowercaseHex), "{byte}");
+                }
+            }
         }
         let mut flipped = *good.as_bytes().first_chunk::<64>().unwrap();
         flipped[10] = if flipped[10] == b'0' { b'1' } else { b'0' };
