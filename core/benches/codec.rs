@@ -172,7 +172,9 @@ fn handshake(dialect: Dialect) {
     }
     let reply = reply.unwrap();
     let refs: Vec<&[u8]> = reply[1..].iter().map(Vec::as_slice).collect();
-    kernel.handle_input(now, KernelInput::Received(&refs)).unwrap();
+    kernel
+        .handle_input(now, KernelInput::Received(&refs))
+        .unwrap();
     assert_eq!(kernel.state(), KernelState::Connected);
     assert_eq!(launcher.state(), LauncherState::Connected);
 }

@@ -6,6 +6,7 @@
 //! millisecond dates, `null` metadata and rebuilt parent headers, extra header fields
 //! (`subshell_id`) and extra content fields (`capabilities`).
 
+use alloc::borrow::Cow;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -93,6 +94,18 @@ pub struct Header {
 impl Header {
     /// Reads a header. Extra fields are ignored; all six are required strings.
     pub fn from_json(bytes: &[u8]) -> Result<Self, JsonError> {
+        // Fast path: straight into borrowed fields, no intermediate map. Anything it refuses
+        // goes through the map below, which says precisely which field is wrong.
+        if let Ok(raw) = serde_json::from_slice::<RawHeader<'_>>(bytes) {
+            return Ok(Self {
+                msg_id: raw.msg_id.into_owned(),
+                session: raw.session.into_owned(),
+                username: raw.username.into_owned(),
+                date: raw.date.into_owned(),
+                msg_type: raw.msg_type.into_owned(),
+                version: raw.version.into_owned(),
+            });
+        }
         let map = json::object(bytes)?;
         let field = |name| json::string(&map, name).map(ToString::to_string);
         Ok(Self {
@@ -122,6 +135,30 @@ impl Header {
             _ => Self::from_json(bytes).map(Some),
         }
     }
+}
+
+/// A header's six fields, borrowed from the JSON text where no escape forces a copy.
+#[derive(serde::Deserialize)]
+struct RawHeader<'a> {
+    #[serde(borrow)]
+    msg_id: Cow<'a, str>,
+    #[serde(borrow)]
+    session: Cow<'a, str>,
+    #[serde(borrow)]
+    username: Cow<'a, str>,
+    #[serde(borrow)]
+    date: Cow<'a, str>,
+    #[serde(borrow)]
+    msg_type: Cow<'a, str>,
+    #[serde(borrow)]
+    version: Cow<'a, str>,
+}
+
+/// A parent header's `msg_id`, if it has a string one.
+#[derive(serde::Deserialize)]
+struct ParentId<'a> {
+    #[serde(borrow)]
+    msg_id: Option<Cow<'a, str>>,
 }
 
 /// The content of a `handshake_request`: the kernel's five ports as integers.
@@ -340,6 +377,17 @@ pub(crate) struct Classified {
 pub(crate) fn classify(parts: &Parts<'_>) -> Result<Classified, MessageError> {
     let header = Header::from_json(parts.header).map_err(MessageError::json(Part::Header))?;
     let parent = parts.parent_header;
+    // Fast path: an object with a string `msg_id` (every reply). The rest (no parent, or a
+    // malformed one) goes through the exact reading below.
+    if let Ok(Some(ParentId {
+        msg_id: Some(id), ..
+    })) = serde_json::from_slice::<Option<ParentId<'_>>>(parent)
+    {
+        return Ok(Classified {
+            msg_type: header.msg_type,
+            parent_msg_id: Some(id.into_owned()),
+        });
+    }
     let no_parent = Header::parse_parent(parent).is_ok_and(|p| p.is_none());
     let parent_msg_id = if no_parent {
         None

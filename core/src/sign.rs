@@ -309,7 +309,10 @@ impl Signer {
         let tag = &mut buf[..expected / 2];
         let mut bad = 0u8;
         for (out, pair) in tag.iter_mut().zip(signature.chunks_exact(2)) {
-            let (high, low) = (HEX_VALUE[usize::from(pair[0])], HEX_VALUE[usize::from(pair[1])]);
+            let (high, low) = (
+                HEX_VALUE[usize::from(pair[0])],
+                HEX_VALUE[usize::from(pair[1])],
+            );
             bad |= high | low;
             *out = (high << 4) | (low & 0x0f);
         }
