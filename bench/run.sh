@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every benchmark in one go on this machine and writes bench/results.md: the raw output
+# of each, and a summary whose ratios are computed from the medians measured in this run.
+#
+#   bash bench/run.sh            # from the workspace root; needs the Python peers
+#                                # (pip install -r tests/python/requirements.txt)
+#
+# Run it on a quiet machine: the numbers are wall-clock medians.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=bench/out
+mkdir -p "$out"
+echo "== core codec and in-memory handshakes (divan)" >&2
+cargo bench -q -p jupyter-handshake --bench codec | tee "$out/codec.txt"
+echo "== loopback handshakes and launch throughput" >&2
+cargo bench -q -p jupyter-handshake-zmq --bench handshake | tee "$out/handshake.txt"
+echo "== jupyter_client and pyzmq" >&2
+python3 bench/python_bench.py | tee "$out/python.jsonl"
+python3 bench/summarize.py "$out" > bench/results.md
+echo "wrote bench/results.md" >&2
