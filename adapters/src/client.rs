@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::files::{new_session_id, random_hex};
+use crate::sockets::{configure, connect, socket};
 
 /// A request-reply channel of a kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,6 +78,58 @@ impl Dropped {
             last_dropped: self.last,
         }
     }
+}
+
+/// A client's five sockets, created and connected the way ark's test frontend and
+/// jupyter_client do (see the blocking client's docs); each driver wraps them as it waits.
+pub(crate) struct ClientSockets {
+    pub(crate) shell: zmq::Socket,
+    pub(crate) control: zmq::Socket,
+    pub(crate) stdin: zmq::Socket,
+    pub(crate) iopub: zmq::Socket,
+    pub(crate) hb: zmq::Socket,
+}
+
+impl ClientSockets {
+    /// Creates and connects the five sockets for `connection`.
+    pub(crate) fn connect(ctx: &zmq::Context, connection: &ConnectionFile) -> Result<Self, Error> {
+        let shell = socket(ctx, zmq::DEALER, "shell")?;
+        let stdin = socket(ctx, zmq::DEALER, "stdin")?;
+        let identity = Messenger::identity()?;
+        for (s, name) in [(&shell, "shell"), (&stdin, "stdin")] {
+            s.set_identity(identity.as_bytes())
+                .map_err(|source| configure(name, source))?;
+        }
+        let control = socket(ctx, zmq::DEALER, "control")?;
+        let iopub = socket(ctx, zmq::SUB, "iopub")?;
+        iopub
+            .set_subscribe(b"")
+            .map_err(|source| configure("iopub", source))?;
+        let hb = heartbeat(ctx, connection)?;
+        let ports = &connection.ports;
+        connect(&shell, "shell", &connection.endpoint(ports.shell))?;
+        connect(&stdin, "stdin", &connection.endpoint(ports.stdin))?;
+        connect(&control, "control", &connection.endpoint(ports.control))?;
+        connect(&iopub, "iopub", &connection.endpoint(ports.iopub))?;
+        Ok(Self {
+            shell,
+            control,
+            stdin,
+            iopub,
+            hb,
+        })
+    }
+}
+
+/// A fresh heartbeat REQ connected to `connection` (a REQ that got no reply cannot send again,
+/// so a missed heartbeat replaces it).
+pub(crate) fn heartbeat(
+    ctx: &zmq::Context,
+    connection: &ConnectionFile,
+) -> Result<zmq::Socket, Error> {
+    let hb = socket(ctx, zmq::REQ, "heartbeat")?;
+    connect(&hb, "heartbeat", &connection.endpoint(connection.ports.hb))?;
+    Ok(hb)
 }
 
 /// The client's protocol side: its session (signing), clock and limits.

@@ -412,20 +412,7 @@ impl LauncherHandshake {
         self.outbox.transmit(reply_frames);
         match result {
             Ok(ports) => {
-                let connection = self
-                    .registration
-                    .as_ref()
-                    .map(|r| r.with_ports(ports))
-                    .unwrap_or_else(|| {
-                        ConnectionFile::new(
-                            self.config.transport,
-                            self.config.ip.clone(),
-                            self.config.signature_scheme,
-                            self.config.key.clone(),
-                            ports,
-                        )
-                    });
-                self.connected(connection, Evidence::Request);
+                self.connected(self.connection_for(ports), Evidence::Request);
             }
             Err(rejection) => self.outbox.event(LauncherEvent::Refused(rejection)),
         }
@@ -464,20 +451,7 @@ impl LauncherHandshake {
                 let ack =
                     wire::join_content_only(split.identities(), signer, message::UPSTREAM_ACK);
                 self.outbox.transmit(ack);
-                let connection = self
-                    .registration
-                    .as_ref()
-                    .map(|r| r.with_ports(ports))
-                    .unwrap_or_else(|| {
-                        ConnectionFile::new(
-                            self.config.transport,
-                            self.config.ip.clone(),
-                            self.config.signature_scheme,
-                            self.config.key.clone(),
-                            ports,
-                        )
-                    });
-                self.connected(connection, Evidence::Request);
+                self.connected(self.connection_for(ports), Evidence::Request);
             }
             Err(rejection) => {
                 let reply = HandshakeReply {
@@ -509,6 +483,23 @@ impl LauncherHandshake {
         }
         let ports = message::request_ports(parts.content).map_err(Rejection::Malformed);
         Ok((verified.identities(), parts.header, ports))
+    }
+
+    /// The kernel's connection information once it registered `ports`: the registration file
+    /// we handed out, with those ports.
+    fn connection_for(&self, ports: KernelPorts) -> ConnectionFile {
+        self.registration
+            .as_ref()
+            .map(|r| r.with_ports(ports))
+            .unwrap_or_else(|| {
+                ConnectionFile::new(
+                    self.config.transport,
+                    self.config.ip.clone(),
+                    self.config.signature_scheme,
+                    self.config.key.clone(),
+                    ports,
+                )
+            })
     }
 
     fn on_file_changed(&mut self, bytes: &[u8]) {

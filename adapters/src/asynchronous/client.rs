@@ -10,9 +10,12 @@ use serde_json::{Value, json};
 pub use crate::client::{Channel, ExecuteOutcome};
 
 use super::{Dealer, Req, Subscribe, as_slices, recv, within};
-use crate::client::{Dropped, Execution, Messenger, NUDGE, Readiness, Received, execute_content};
+use crate::client::{
+    ClientSockets, Dropped, Execution, Messenger, NUDGE, Readiness, Received, execute_content,
+    heartbeat,
+};
 use crate::error::Error;
-use crate::sockets::{Wrap, configure, connect, send, socket};
+use crate::sockets::{Wrap, send};
 
 /// A connected client of one kernel.
 pub struct Client {
@@ -29,33 +32,15 @@ impl Client {
     /// Connects to the kernel described by `connection` (connecting does not wait for the
     /// kernel: use [`wait_for_ready`](Self::wait_for_ready) before relying on IOPub).
     pub fn connect(ctx: &zmq::Context, connection: &ConnectionFile) -> Result<Self, Error> {
-        let shell = socket(ctx, zmq::DEALER, "shell")?;
-        let stdin = socket(ctx, zmq::DEALER, "stdin")?;
-        let identity = Messenger::identity()?;
-        for (s, name) in [(&shell, "shell"), (&stdin, "stdin")] {
-            s.set_identity(identity.as_bytes())
-                .map_err(|source| configure(name, source))?;
-        }
-        let control = socket(ctx, zmq::DEALER, "control")?;
-        let iopub = socket(ctx, zmq::SUB, "iopub")?;
-        iopub
-            .set_subscribe(b"")
-            .map_err(|source| configure("iopub", source))?;
-        let hb = socket(ctx, zmq::REQ, "heartbeat")?;
-        let ports = &connection.ports;
-        connect(&shell, "shell", &connection.endpoint(ports.shell))?;
-        connect(&stdin, "stdin", &connection.endpoint(ports.stdin))?;
-        connect(&control, "control", &connection.endpoint(ports.control))?;
-        connect(&iopub, "iopub", &connection.endpoint(ports.iopub))?;
-        connect(&hb, "heartbeat", &connection.endpoint(ports.hb))?;
+        let sockets = ClientSockets::connect(ctx, connection)?;
         Ok(Self {
             ctx: ctx.clone(),
             messenger: Messenger::new(connection),
-            shell: Dealer::wrap(shell),
-            control: Dealer::wrap(control),
-            stdin: Dealer::wrap(stdin),
-            iopub: Subscribe::wrap(iopub),
-            hb: Req::wrap(hb),
+            shell: Dealer::wrap(sockets.shell),
+            control: Dealer::wrap(sockets.control),
+            stdin: Dealer::wrap(sockets.stdin),
+            iopub: Subscribe::wrap(sockets.iopub),
+            hb: Req::wrap(sockets.hb),
         })
     }
 
@@ -230,9 +215,7 @@ impl Client {
             }
             None => {
                 // A REQ that got no reply cannot send again: start over with a new one.
-                let hb = socket(&self.ctx, zmq::REQ, "heartbeat")?;
-                let connection = &self.messenger.connection;
-                connect(&hb, "heartbeat", &connection.endpoint(connection.ports.hb))?;
+                let hb = heartbeat(&self.ctx, &self.messenger.connection)?;
                 let old = std::mem::replace(&mut self.hb, Req::wrap(hb));
                 let _ = old.raw().set_linger(0);
                 Ok(false)

@@ -31,8 +31,11 @@ use serde_json::{Value, json};
 
 pub use crate::client::{Channel, ExecuteOutcome};
 
-use super::{configure, connect, poll, send, socket, try_recv};
-use crate::client::{Dropped, Execution, Messenger, NUDGE, Readiness, Received, execute_content};
+use super::{poll, send, try_recv};
+use crate::client::{
+    ClientSockets, Dropped, Execution, Messenger, NUDGE, Readiness, Received, execute_content,
+    heartbeat,
+};
 use crate::clock::poll_millis;
 use crate::error::Error;
 
@@ -51,33 +54,15 @@ impl Client {
     /// Connects to the kernel described by `connection`. Connecting does not wait for the
     /// kernel: use [`wait_for_ready`](Self::wait_for_ready) before relying on IOPub.
     pub fn connect(ctx: &zmq::Context, connection: &ConnectionFile) -> Result<Self, Error> {
-        let shell = socket(ctx, zmq::DEALER, "shell")?;
-        let stdin = socket(ctx, zmq::DEALER, "stdin")?;
-        let identity = Messenger::identity()?;
-        for (s, name) in [(&shell, "shell"), (&stdin, "stdin")] {
-            s.set_identity(identity.as_bytes())
-                .map_err(|source| configure(name, source))?;
-        }
-        let control = socket(ctx, zmq::DEALER, "control")?;
-        let iopub = socket(ctx, zmq::SUB, "iopub")?;
-        iopub
-            .set_subscribe(b"")
-            .map_err(|source| configure("iopub", source))?;
-        let hb = socket(ctx, zmq::REQ, "heartbeat")?;
-        let ports = &connection.ports;
-        connect(&shell, "shell", &connection.endpoint(ports.shell))?;
-        connect(&stdin, "stdin", &connection.endpoint(ports.stdin))?;
-        connect(&control, "control", &connection.endpoint(ports.control))?;
-        connect(&iopub, "iopub", &connection.endpoint(ports.iopub))?;
-        connect(&hb, "heartbeat", &connection.endpoint(ports.hb))?;
+        let sockets = ClientSockets::connect(ctx, connection)?;
         Ok(Self {
             ctx: ctx.clone(),
             messenger: Messenger::new(connection),
-            shell,
-            control,
-            stdin,
-            iopub,
-            hb,
+            shell: sockets.shell,
+            control: sockets.control,
+            stdin: sockets.stdin,
+            iopub: sockets.iopub,
+            hb: sockets.hb,
         })
     }
 
@@ -254,9 +239,7 @@ impl Client {
             }
             if left.is_zero() {
                 // A REQ that got no reply cannot send again: start over with a new one.
-                let hb = socket(&self.ctx, zmq::REQ, "heartbeat")?;
-                let connection = &self.messenger.connection;
-                connect(&hb, "heartbeat", &connection.endpoint(connection.ports.hb))?;
+                let hb = heartbeat(&self.ctx, &self.messenger.connection)?;
                 let old = std::mem::replace(&mut self.hb, hb);
                 let _ = old.set_linger(0);
                 return Ok(false);
