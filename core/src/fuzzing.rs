@@ -504,3 +504,230 @@ pub fn launcher_machine(data: &[u8]) {
         }
     }
 }
+
+/// One launch of the fuzzed registrar: what its key holder offered, as far as the fuzzer knows.
+struct FuzzLaunch {
+    id: crate::registrar::LaunchId,
+    dialect: Dialect,
+    key: Key,
+    kernel_id: String,
+    /// Ports a holder of this launch's key sent in a well-formed request or rewrite.
+    offered: Vec<KernelPorts>,
+    /// A Posit kernel's session: its requests get fresh ids and dates, as real ones do.
+    session: Session,
+}
+
+/// `registrar_machine`: a Registrar with up to 8 launches of both dialects on one socket, fed
+/// well-signed requests from any launch's key holder (right or wrong `kernel_id`, any routing
+/// identity), arbitrary frames, file rewrites, exits, aborts, re-arms, removals and clock steps.
+///
+/// Properties: no panic; a launch is registered only with ports a holder of *its own* key sent;
+/// input aimed at one launch (or at none) changes no other launch, except that any launch may
+/// fail by its own deadline; driver misuse is an `Err` that changes nothing.
+///
+/// Input layout, front to back: then per step a clock step (0..=1500 ms), an op (0..=9), a
+/// launch index (mod the launches) where the op needs one, and the op's own values.
+pub fn registrar_machine(data: &[u8]) {
+    use crate::registrar::{
+        LaunchConfig, Registrar, RegistrarConfig, RegistrarEvent, RegistrarInput,
+    };
+    let mut u = Unstructured::new(data);
+    let mut registrar = Registrar::new(RegistrarConfig {
+        session_id: "fuzz-registrar".into(),
+        ..RegistrarConfig::default()
+    });
+    while !matches!(registrar.poll_output(), Output::Timeout(_)) {}
+    let mut now = Instant::from_micros(1_000_000);
+    let _ = registrar.handle_input(now, RegistrarInput::RegistrationBound { port: 5555 });
+    let mut launches: Vec<FuzzLaunch> = Vec::new();
+    let mut created = 0u32;
+    let mut steps = 0;
+    while !u.is_empty() && steps < 96 {
+        steps += 1;
+        now = now + Duration::from_millis(u.int_in_range(0..=1500u64).unwrap_or(0));
+        let op = u.int_in_range(0..=9u8).unwrap_or(9);
+        let target = if launches.is_empty() || op == 0 || op == 3 || op == 9 {
+            None
+        } else {
+            Some(usize::from(u.int_in_range(0..=255u8).unwrap_or(0)) % launches.len())
+        };
+        let before: Vec<_> = launches
+            .iter()
+            .map(|l| registrar.launch_state(l.id))
+            .collect();
+        let result = match (op, target) {
+            (0, _) if launches.len() < 8 => {
+                created += 1;
+                let dialect = if u.int_in_range(0..=1u8).unwrap_or(0) == 0 {
+                    Dialect::Posit
+                } else {
+                    Dialect::Upstream
+                };
+                let key = Key::new(alloc::format!("fuzz-key-{created}"));
+                let kernel_id = alloc::format!("fuzz-kernel-{created}");
+                let config = LaunchConfig {
+                    registration_timeout: Duration::from_millis(
+                        u.int_in_range(1..=5000u64).unwrap_or(3000),
+                    ),
+                    dialect,
+                    kernel_id: kernel_id.clone(),
+                    ..LaunchConfig::new(key.clone())
+                };
+                match registrar.launch(now, config) {
+                    Ok(id) => {
+                        let signer = Signer::new(SignatureScheme::HmacSha256, &key);
+                        launches.push(FuzzLaunch {
+                            id,
+                            dialect,
+                            key,
+                            kernel_id,
+                            offered: Vec::new(),
+                            session: Session::new(
+                                alloc::format!("fuzz-k{created}"),
+                                "kernel",
+                                signer,
+                            ),
+                        });
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (1 | 2, Some(i)) => {
+                // A request signed with launch i's key; op 2 names another kernel_id (upstream)
+                // or carries the ports as strings (Posit), and is refused either way.
+                let ports = fuzz_ports(&mut u);
+                let identity = take(&mut u).to_vec();
+                let l = &mut launches[i];
+                let ids: [&[u8]; 1] = [&identity];
+                let frames = match l.dialect {
+                    Dialect::Posit => {
+                        let content = if op == 1 {
+                            message::request_content(&ports)
+                        } else {
+                            alloc::format!(r#"{{"shell_port":"{}"}}"#, ports.shell).into_bytes()
+                        };
+                        l.session
+                            .message(now, &ids, HANDSHAKE_REQUEST, None, None, &content)
+                            .1
+                    }
+                    Dialect::Upstream => {
+                        let kernel_id = if op == 1 {
+                            l.kernel_id.as_str()
+                        } else {
+                            "someone-else"
+                        };
+                        let content = message::upstream_request_content(kernel_id, &ports);
+                        wire::join_content_only(&ids, l.session.signer(), &content)
+                    }
+                };
+                if op == 1 {
+                    l.offered.push(ports);
+                }
+                let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+                registrar.handle_input(now, RegistrarInput::Received(&refs))
+            }
+            (3, _) => {
+                let frames = self::frames(&mut u);
+                let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+                registrar.handle_input(now, RegistrarInput::Received(&refs))
+            }
+            (4, Some(i)) => {
+                let l = &mut launches[i];
+                let file = if u.int_in_range(0..=1u8).unwrap_or(0) == 1 {
+                    let ports = fuzz_ports(&mut u);
+                    let key = if u.int_in_range(0..=1u8).unwrap_or(0) == 0 {
+                        l.offered.push(ports);
+                        l.key.clone()
+                    } else {
+                        Key::new("other")
+                    };
+                    let reg = RegistrationFile::new(
+                        Transport::Tcp,
+                        "127.0.0.1",
+                        SignatureScheme::HmacSha256,
+                        key,
+                        5555,
+                    );
+                    reg.with_ports(ports).to_json_pretty()
+                } else {
+                    take(&mut u).to_vec()
+                };
+                let input = RegistrarInput::FileChanged {
+                    launch: l.id,
+                    bytes: &file,
+                };
+                registrar.handle_input(now, input)
+            }
+            (5, Some(i)) => registrar.handle_input(
+                now,
+                RegistrarInput::KernelExited {
+                    launch: launches[i].id,
+                    status: ExitStatus::Code(i32::from(u.int_in_range(0..=255u8).unwrap_or(1))),
+                },
+            ),
+            (6, Some(i)) => registrar.handle_input(
+                now,
+                RegistrarInput::Abort {
+                    launch: launches[i].id,
+                },
+            ),
+            (7, Some(i)) => registrar.rearm(now, launches[i].id),
+            (8, Some(i)) => {
+                let removed = registrar.remove(launches[i].id).map(drop);
+                launches.remove(i);
+                removed
+            }
+            _ => registrar.handle_input(now, RegistrarInput::Timeout),
+        };
+        // Which launch may have been touched by this input (besides deadlines).
+        let touched = match (op, target) {
+            (1 | 2 | 4..=7, Some(i)) => launches.get(i).map(|l| l.id),
+            _ => None,
+        };
+        let mut failed_by_deadline: Vec<crate::registrar::LaunchId> = Vec::new();
+        loop {
+            match registrar.poll_output() {
+                Output::Event(RegistrarEvent::Launch { launch, event }) => {
+                    if let LauncherEvent::Registered { connection, .. } = &event {
+                        let l = launches.iter().find(|l| l.id == launch);
+                        assert!(
+                            l.is_some_and(|l| l.offered.contains(&connection.ports)),
+                            "a launch registered ports its key holder never sent"
+                        );
+                    }
+                    if let LauncherEvent::Failed(crate::output::Failure::Timeout { .. }) = event {
+                        failed_by_deadline.push(launch);
+                    }
+                }
+                Output::Timeout(deadline) => {
+                    assert_eq!(deadline, registrar.poll_timeout());
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if op == 8 {
+            continue; // indexes shifted
+        }
+        for (l, state) in launches.iter().zip(&before) {
+            let now_state = registrar.launch_state(l.id);
+            if now_state == *state || Some(l.id) == touched || failed_by_deadline.contains(&l.id) {
+                continue;
+            }
+            panic!("input aimed elsewhere changed a launch: {state:?} -> {now_state:?}");
+        }
+        if result.is_err() {
+            // Misuse changes nothing (deadlines aside, checked above).
+            if let Some(i) = target {
+                if let Some(l) = launches.get(i) {
+                    let unchanged = registrar.launch_state(l.id) == before[i];
+                    assert!(
+                        unchanged || failed_by_deadline.contains(&l.id),
+                        "misuse changed a launch"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -51,3 +51,8 @@ fn kernel_machine_corpus() {
 fn launcher_machine_corpus() {
     replay("launcher_machine", fuzzing::launcher_machine);
 }
+
+#[test]
+fn registrar_machine_corpus() {
+    replay("registrar_machine", fuzzing::registrar_machine);
+}
