@@ -219,6 +219,28 @@ fn a_killed_kernel_restarts_through_the_same_socket_blocking() {
 }
 
 #[test]
+fn a_forgotten_kernel_cannot_be_restarted_and_its_record_is_gone() {
+    let ctx = zmq::Context::new();
+    let dir = TempDir::new();
+    let mut launcher = blocking::Launcher::new(&ctx, &options(&dir)).unwrap();
+    let mut results = launcher
+        .launch_all(&[helper_kernel_argv("plain")], &mut |_, _| {})
+        .unwrap();
+    let mut launched = results.pop().unwrap().unwrap();
+    launcher.forget(&launched).unwrap();
+    let error = launcher.restart(&mut launched, &mut |_, _| {}).unwrap_err();
+    assert!(error.to_string().contains("no launch"), "{error}");
+    assert!(
+        matches!(launched.child.try_wait(), Ok(None)),
+        "a refused restart leaves the process alone"
+    );
+    assert!(launcher.forget(&launched).is_err(), "already forgotten");
+    let _ = launched.child.kill();
+    let _ = launched.child.wait();
+    launched.remove_file().unwrap();
+}
+
+#[test]
 fn a_killed_kernel_restarts_through_the_same_socket_async() {
     let ctx = zmq::Context::new();
     let dir = TempDir::new();

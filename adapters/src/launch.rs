@@ -725,15 +725,15 @@ impl<S: Wrap> Fleet<S> {
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
     ) -> Result<LaunchId, LaunchError> {
         let id = launched.launch_id.ok_or(LaunchError::NotShared)?;
-        if matches!(launched.child.try_wait(), Ok(None)) {
-            let _ = launched.child.kill();
-        }
-        let _ = launched.child.wait();
         let member = self
             .members
             .iter_mut()
             .find(|m| m.id == id)
             .ok_or(RegistrarError::UnknownLaunch(id))?;
+        if matches!(launched.child.try_wait(), Ok(None)) {
+            let _ = launched.child.kill();
+        }
+        let _ = launched.child.wait();
         member.awaited = true;
         member.kernel.registered = None;
         member.kernel.failed = None;
@@ -741,6 +741,14 @@ impl<S: Wrap> Fleet<S> {
         self.registrar.rearm(self.clock.now(), id)?;
         self.drain(observer)?;
         Ok(id)
+    }
+
+    /// Forgets launch `id` (its kernel is gone for good): the registrar drops its key, and the
+    /// fleet its record.
+    pub(crate) fn forget(&mut self, id: LaunchId) -> Result<(), LaunchError> {
+        self.registrar.remove(id)?;
+        self.members.retain(|m| m.id != id);
+        Ok(())
     }
 
     /// Whether every awaited launch is over.

@@ -75,6 +75,14 @@ impl Launcher {
         self.fleet.port()
     }
 
+    /// Forgets `launched` for good: its key can no longer register here, and the launcher no
+    /// longer keeps anything for it (a supervisor that launches kernels for days calls this when
+    /// one is gone). It neither stops the process nor removes the file.
+    pub fn forget(&mut self, launched: &Launched) -> Result<(), LaunchError> {
+        self.fleet
+            .forget(launched.launch_id.ok_or(LaunchError::NotShared)?)
+    }
+
     /// Launches one kernel per command, all at once; see
     /// [`blocking::Launcher::launch_all`](crate::blocking::launcher::Launcher::launch_all).
     pub async fn launch_all(
