@@ -78,14 +78,14 @@ def main() -> None:
     cases = golden()
     key = cases[0]["key"]
     for case in cases:
-        write("wire_split", case["name"], b"\x00" + frames(case["frames"]))
+        write("wire_split", case["name"], frames(case["frames"]) + b"\x00")
         write(
             "verify",
             case["name"],
             take(case["key"].encode()) + bytes([SCHEMES[case["signature_scheme"]], 1]) + frames(case["frames"]),
         )
     for name, fs in crashers(key).items():
-        write("wire_split", name, b"\x00" + frames(fs))
+        write("wire_split", name, frames(fs) + b"\x00")
         write("verify", name, take(key.encode()) + bytes([0, 1]) + frames(fs))
 
     files = {
