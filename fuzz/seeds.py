@@ -55,6 +55,14 @@ def golden() -> list[dict]:
     return doc["cases"]
 
 
+def golden_upstream() -> list[dict]:
+    """The upstream-dialect cases: [ids..., <IDS|MSG>, HMAC(content), content]."""
+    doc = json.loads((ROOT / "core/tests/fixtures/golden.json").read_text())
+    for case in doc.get("upstream_cases", []):
+        case["frames"] = [bytes.fromhex(h) for h in case["frames_hex"]]
+    return doc.get("upstream_cases", [])
+
+
 def crashers(key: str) -> dict[str, list[bytes]]:
     header = b'{"msg_id":"a","session":"s","username":"u","date":"2026-01-01T00:00:00Z","msg_type":"handshake_request","version":"5.5"}'
     content = b'{"control_port":1,"shell_port":2,"stdin_port":3,"iopub_port":4,"hb_port":5}'
@@ -78,14 +86,21 @@ def main() -> None:
     cases = golden()
     key = cases[0]["key"]
     for case in cases:
-        write("wire_split", case["name"], b"\x00" + frames(case["frames"]))
+        write("wire_split", case["name"], frames(case["frames"]) + b"\x00")
+        write(
+            "verify",
+            case["name"],
+            take(case["key"].encode()) + bytes([SCHEMES[case["signature_scheme"]], 1]) + frames(case["frames"]),
+        )
+    for case in golden_upstream():
+        write("wire_split", case["name"], frames(case["frames"]) + b"\x00")
         write(
             "verify",
             case["name"],
             take(case["key"].encode()) + bytes([SCHEMES[case["signature_scheme"]], 1]) + frames(case["frames"]),
         )
     for name, fs in crashers(key).items():
-        write("wire_split", name, b"\x00" + frames(fs))
+        write("wire_split", name, frames(fs) + b"\x00")
         write("verify", name, take(key.encode()) + bytes([0, 1]) + frames(fs))
 
     files = {
@@ -98,6 +113,8 @@ def main() -> None:
                                   "curve_publickey": "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7", "curve_secretkey": "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6"},
         "upstream-xeus-registration": {"kernel_id": "k-1", "transport": "tcp", "ip": "127.0.0.1", "registration_ip": "127.0.0.1",
                                         "registration_port": "50000", "signature_scheme": "hmac-sha256", "key": key},
+        "upstream-docs-example": {"kernel_id": "k-2", "transport": "tcp", "registration_ip": "127.0.0.1", "registration_port": 51587,
+                                   "signature_scheme": "hmac-sha256", "key": key},
         "ipc-classic": {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5, "ip": "/tmp/kernel",
                          "key": "", "transport": "ipc", "signature_scheme": "hmac-sha256"},
         "partial-ports": {"shell_port": 1, "ip": "127.0.0.1", "key": key, "transport": "tcp", "signature_scheme": "hmac-sha256"},

@@ -3,15 +3,23 @@
 //! * A **connection file** (classic) names the five ports the kernel must bind:
 //!   `{shell_port, iopub_port, stdin_port, control_port, hb_port, ip, transport,
 //!   signature_scheme, key, kernel_name?}` (`protocol.md` §5.7).
-//! * A **registration file** (Posit dialect, ark ⇄ Kallichore) names only the launcher's
-//!   registration socket: `{transport, signature_scheme, ip, key, registration_port}` with an
-//!   integer port; `handshake_port` (the name used in the ark#563 proposal) is accepted as an alias
-//!   when reading (`protocol.md` §2.1, §3.3).
+//! * A **registration file** names only the launcher's registration socket, in one of two
+//!   dialects ([`RegistrationDialect`]):
+//!   - **Posit** (ark ⇄ Kallichore): `{transport, signature_scheme, ip, key, registration_port}`
+//!     with an integer port; `handshake_port` (the name used in the ark#563 proposal) is accepted
+//!     as an alias when reading (`protocol.md` §2.1, §3.3).
+//!   - **Upstream** (jupyter_client docs 5.6 ⇄ xeus): `{kernel_id, transport, ip,
+//!     registration_ip, registration_port, signature_scheme, key}`. xeus reads
+//!     `registration_port` as a JSON *string*, so it is written as one; a string or an integer
+//!     is read. A file without `ip` (the jupyter_client docs' example) binds on
+//!     `registration_ip` (`protocol.md` §4.1, §4.3).
 //!
-//! [`KernelFile::from_json`] reads either and says which it is, with ark's rule: a file with all
-//! five `*_port` keys is a connection file even if it also names a registration port (that is
-//! what stock ipykernel's rewrite produces); otherwise a registration port makes it a
-//! registration file.
+//! [`KernelFile::from_json`] reads any of them and says which it is:
+//! 1. all five `*_port` keys: a **connection file**, whatever else it names (that is what stock
+//!    ipykernel's rewrite produces, in both dialects);
+//! 2. else a non-empty string `registration_ip`: an **upstream** registration file (xeus's rule);
+//! 3. else `registration_port` (or `handshake_port`): a **Posit** registration file;
+//! 4. else an error naming the missing fields.
 //!
 //! Unknown fields (jupyter_client 8.10's `curve_publickey`/`curve_secretkey`, ipykernel's kept
 //! `registration_port`, …) are preserved through a read-modify-write, and — like the key — never
@@ -233,7 +241,7 @@ pub enum ConnectionFileError {
 pub enum FileKind {
     /// Classic connection file: five ports.
     Connection,
-    /// Posit-dialect registration file: a registration port.
+    /// Registration file, in either dialect: a registration port.
     Registration,
 }
 

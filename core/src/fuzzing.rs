@@ -56,7 +56,8 @@ fn frames(u: &mut Unstructured<'_>) -> Vec<Vec<u8>> {
     out
 }
 
-/// `wire_split`: never panics; what splits re-joins to the same frames.
+/// `wire_split`: never panics; what splits re-joins to the same frames, in both framings (a full
+/// message, and the upstream dialect's `[ids…, <IDS|MSG>, signature, content]`).
 pub fn wire_split(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let frames = frames(&mut u);
@@ -68,6 +69,23 @@ pub fn wire_split(data: &[u8]) {
             max_frames: usize::from(n % 17),
         },
     };
+    // The upstream framing, from the same input: what splits re-joins to the same frames.
+    if let Ok(content_only) = wire::split_content_only(&frames, &limits) {
+        let signer = Signer::new(SignatureScheme::HmacSha256, &Key::default());
+        let content = content_only
+            .verify(&signer)
+            .expect("an unsigned signer accepts anything");
+        let mut rejoined: Vec<&[u8]> = content_only
+            .identities()
+            .iter()
+            .map(Vec::as_slice)
+            .collect();
+        rejoined.extend([DELIMITER, content_only.signature(), content]);
+        assert_eq!(
+            rejoined,
+            frames.iter().map(Vec::as_slice).collect::<Vec<_>>()
+        );
+    }
     let Ok(message) = wire::split(&frames, &limits) else {
         return;
     };
@@ -108,8 +126,9 @@ fn independent_hmac(scheme: SignatureScheme, key: &[u8], parts: &[&[u8]]) -> Vec
     }
 }
 
-/// `verify`: never panics, and never accepts a frame set whose signature was not produced
-/// with that key (checked against the `hmac` crate directly).
+/// `verify`: never panics, and never accepts a frame set whose signature was not produced with
+/// that key (checked against the `hmac` crate directly), over the four parts of a full message
+/// or over the content alone in the upstream framing.
 pub fn verify(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let key = String::from_utf8_lossy(take(&mut u)).into_owned();
@@ -128,6 +147,22 @@ pub fn verify(data: &[u8]) {
             }
         }
     }
+    // Upstream framing: `sign_properly` above signs the one frame after the signature, which
+    // is exactly the content-only signature.
+    if let Ok(content_only) = wire::split_content_only(&frames, &Limits::default()) {
+        if let Ok(content) = content_only.verify(&signer) {
+            if !key.is_empty() {
+                let expected = independent_hmac(scheme, key.as_bytes(), &[content]);
+                let mut hex = vec![0u8; expected.len() * 2];
+                hex::encode_to_slice(&expected, &mut hex).expect("sized for the digest");
+                assert_eq!(
+                    content_only.signature(),
+                    hex.as_slice(),
+                    "accepted a content-only signature not made with the key"
+                );
+            }
+        }
+    }
     let Ok(message) = wire::split(&frames, &Limits::default()) else {
         return;
     };
@@ -142,7 +177,8 @@ pub fn verify(data: &[u8]) {
     }
 }
 
-/// `connection_file`: never panics; what is accepted round-trips, unknown fields included.
+/// `connection_file`: never panics; what is accepted round-trips, unknown fields and the
+/// registration dialect (upstream `kernel_id`, `registration_ip`) included.
 pub fn connection_file(data: &[u8]) {
     let Ok(file) = KernelFile::from_json(data) else {
         return;
@@ -179,6 +215,9 @@ pub fn connection_file(data: &[u8]) {
                 (a.transport, &a.ip, a.signature_scheme, a.registration_port),
                 (b.transport, &b.ip, b.signature_scheme, b.registration_port)
             );
+            // The dialect survives: upstream stays upstream, with its kernel_id and address.
+            assert_eq!(a.dialect, b.dialect);
+            assert_eq!(a.registration_endpoint(), b.registration_endpoint());
             assert!(a.extra.names().eq(b.extra.names()));
         }
         _ => unreachable!("kinds compared above"),

@@ -188,6 +188,13 @@ pub(crate) fn port_text_or_number(
     }
 }
 
+/// `text` as a JSON string literal, quotes included (serde_json's escaping: `"`, `\\`, and
+/// control characters; other characters as raw UTF-8, as nlohmann and Python's
+/// `ensure_ascii=False` write them).
+pub(crate) fn quoted(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

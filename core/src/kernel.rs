@@ -1,27 +1,38 @@
 //! The kernel side of the handshake.
 //!
+//! The dialect comes from the file ([`RegistrationFile::dialect`]); the states are the same:
+//!
+//! | | Posit (ark) | upstream (xeus) |
+//! |---|---|---|
+//! | [`KernelAction::ConnectRegistration`] `socket` | [`RegistrationSocket::Req`] | [`RegistrationSocket::Dealer`] |
+//! | request | full signed `handshake_request`, integer ports | `[<IDS|MSG>, HMAC(content), content]`, content `{kernel_id, *_port}` with string ports, sorted keys |
+//! | acknowledgement | verified `handshake_reply` `{status: ok}` whose parent is our request | any verified single content frame (`ACK`, `{"status":"ok"}`, …) |
+//! | refusal | `handshake_reply` `{status: error}` (or Kallichore's bare error frame) | verified JSON `{"status":"error","error":…}` |
+//!
 //! ```text
 //!            new(file)  ──► Action::BindChannels (port 0, or the file's ports if classic)
 //!              │
 //!            Init ──Input::Bound(ports)──┬─ classic file ──► Registered or Connected (see below)
 //!                                        ▼
-//!            Bound ──► Action::ConnectRegistration(endpoint)
-//!              │ Input::RegistrationConnected: handshake_request queued, ack deadline armed
+//!            Bound ──► Action::ConnectRegistration { endpoint, socket: Req | Dealer }
+//!              │ Input::RegistrationConnected: request queued, ack deadline armed
 //!              ▼
-//!        AwaitingReply ──verified handshake_reply {status: ok}, parent = our request──┐
+//!        AwaitingReply ──verified acknowledgement (see the table)────────────────────┐
 //!              │                                                                     ▼
 //!              │                                  wait_for_iopub? ──yes──► Registered
 //!              │                                        │ no                    │ Input::IopubSubscribed
 //!              │                                        ▼                       ▼
 //!              │                                    Connected ◄─────────────────┘
-//!              └─► Failed: status error (or Kallichore's bare error frame), ack or IOPub
-//!                  deadline, Input::ConnectionLost, Input::Abort
+//!              └─► Failed: a verified refusal, ack or IOPub deadline, Input::ConnectionLost,
+//!                  Input::Abort
 //! ```
 //!
 //! Anything else received — forged, garbage, a reply to another request, a message of another
-//! type — is reported as [`KernelEvent::Rejected`] and changes nothing. `Connected` and `Failed`
-//! are terminal. A subscription seen before the reply is remembered, so a fast client never makes
-//! the kernel wait for a second one.
+//! type or of the other dialect's framing — is reported as [`KernelEvent::Rejected`] and changes
+//! nothing; on the upstream DEALER the real acknowledgement can still arrive after a rejected
+//! one (a REQ receives one reply only). `Connected` and `Failed` are terminal. A subscription
+//! seen before the reply is remembered, so a fast client never makes the kernel wait for a
+//! second one.
 
 use alloc::string::String;
 use core::time::Duration;
@@ -44,7 +55,7 @@ pub enum KernelState {
     Init,
     /// Channels bound; waiting for the driver to connect to the registration socket.
     Bound,
-    /// `handshake_request` sent; waiting for the launcher's reply.
+    /// Registration request sent (either dialect); waiting for the launcher's acknowledgement.
     AwaitingReply,
     /// The launcher has our ports (reply `ok`, or a classic file); waiting for the first IOPub
     /// subscription.
@@ -161,7 +172,8 @@ pub enum KernelEvent {
 pub enum KernelInput<'a> {
     /// The five channels are bound on these ports.
     Bound(KernelPorts),
-    /// The REQ socket is connected to the registration endpoint.
+    /// The registration socket asked for (REQ or DEALER) is connected to the registration
+    /// endpoint.
     RegistrationConnected,
     /// A multipart message arrived on the registration socket.
     Received(&'a [&'a [u8]]),

@@ -1,13 +1,39 @@
 //! The launcher side of the handshake.
 //!
+//! [`LauncherConfig::dialect`] picks the dialect the registration file asks for (default Posit);
+//! the states are the same:
+//!
+//! | | Posit (Kallichore-compatible) | upstream (xeus-zmq-compatible) |
+//! |---|---|---|
+//! | file | `registration_port` integer | `kernel_id`, `registration_ip`, `registration_port` string |
+//! | request | full signed `handshake_request` (through a REQ: `[id, "", <IDS|MSG>, …]`) | `[id, <IDS|MSG>, HMAC(content), content]` (from a DEALER) |
+//! | checks | signature, `msg_type`, five valid ports | signature over the content, `kernel_id` = ours, five valid ports (strings or integers) |
+//! | acceptance | `handshake_reply` `{"status":"ok"}` | `[id, <IDS|MSG>, HMAC("ACK"), "ACK"]` |
+//! | refusal (signed, still waiting) | `handshake_reply` `{"error":…,"status":"error"}` | `[id, <IDS|MSG>, HMAC(c), c]`, c = `{"error":…,"status":"error"}` |
+//!
+//! **Why `ACK` and not `{"status":"ok"}`.** The jupyter_client docs leave the acknowledgement's
+//! content to the implementation; the only deployed upstream launcher, xeus-zmq's, sends the
+//! raw bytes `ACK`, so every upstream kernel that works with it (xeus-python ≥ 0.19, which only
+//! checks the signature, `protocol.md` §4.3, §9) works with ours, and a kernel written against
+//! xeus-zmq that compares the content to `ACK` is not broken by us. Our own kernel accepts either.
+//! A refusal is JSON so that it can carry the reason; note that xeus (0.19) only verifies the
+//! signature and would take a refusal as acceptance. A real xeus kernel cannot provoke one (it
+//! echoes the file's `kernel_id` and binds distinct ports), so refusals only reach key holders
+//! that send a bad request.
+//!
+//! Unlike xeus-zmq's launcher ("TODO: check signature"), the upstream request's signature is
+//! verified, in constant time, before anything in it is read; the acknowledgement is signed with
+//! the configured scheme (xeus-zmq always uses SHA-256).
+//!
 //! ```text
 //!   new(config) ──► Action::BindRegistration (port 0)
 //!      │
-//!    Init ──Input::RegistrationBound(port)──► Bound ──► Action::WriteRegistrationFile
-//!                                               │      (registration deadline armed)
+//!    Init ──Input::RegistrationBound(port)──► Bound ──► Action::WriteRegistrationFile(file)
+//!                                               │      (file in config.dialect; deadline armed)
 //!          whichever comes first:               │
-//!          · verified handshake_request with    │
-//!            five valid ports (reply ok queued) ├──► Connected  (Event::Registered)
+//!          · verified request (either dialect,  │
+//!            see the table) with kernel_id and  │
+//!            five valid ports (ack queued)      ├──► Connected  (Event::Registered)
 //!          · Input::FileChanged: the kernel     │
 //!            rewrote the file with five ports   │
 //!            and our key (stock ipykernel)      │
@@ -97,7 +123,8 @@ pub struct LauncherConfig {
     pub session_id: String,
     /// `username` of our headers.
     pub username: String,
-    /// Which dialect the registration file asks the kernel to speak (default Posit).
+    /// Which dialect the registration file asks the kernel to speak, and so which requests are
+    /// accepted (default Posit; see the [module docs](self) for what each sends and answers).
     pub dialect: Dialect,
     /// Upstream dialect: the `kernel_id` written into the file and required in the request
     /// (a UUID, say). The default, `"kernel"`, is a placeholder for tests.
@@ -133,7 +160,9 @@ pub enum LauncherAction {
         ip: String,
     },
     /// Write this registration file (atomically, owner-only) and start the kernel with its path.
-    /// Report later changes of the file with [`LauncherInput::FileChanged`].
+    /// It is in the configured dialect ([`RegistrationFile::dialect`]); for the upstream one it
+    /// names [`LauncherConfig::kernel_id`]. Report later changes of the file with
+    /// [`LauncherInput::FileChanged`].
     WriteRegistrationFile(RegistrationFile),
     /// Classic mode: write this connection file (atomically, owner-only) and start the kernel.
     WriteConnectionFile(ConnectionFile),
@@ -142,7 +171,8 @@ pub enum LauncherAction {
 /// How the launcher learnt the kernel's ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Evidence {
-    /// A verified `handshake_request` (Posit dialect: ark, our kernel).
+    /// A verified registration request, in the dialect of our file (Posit: ark, Upstream:
+    /// xeus, and our kernel in either; [`LauncherHandshake::registration`] says which).
     Request,
     /// The kernel rewrote the registration file with its ports (stock ipykernel).
     FileRewrite,
@@ -421,8 +451,8 @@ impl LauncherHandshake {
     /// Upstream: `[identities…, <IDS|MSG>, signature over the content, content]`. Verified
     /// first (xeus-zmq's launcher does not, "TODO: check signature"; we do); then the
     /// `kernel_id` must be ours and the ports usable, else the reply is a signed JSON
-    /// `status: error` and we keep waiting. The acknowledgement is a signed `ACK`, what
-    /// xeus-zmq's launcher sends and every upstream kernel therefore accepts.
+    /// `status: error` and we keep waiting. The acknowledgement is a signed `ACK` (why: see the
+    /// module docs).
     fn on_upstream_request(&mut self, frames: &[&[u8]]) {
         let split = match wire::split_content_only(frames, &self.config.limits) {
             Ok(split) => split,

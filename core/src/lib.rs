@@ -127,15 +127,15 @@
 //! Kernel side ([`KernelState`]):
 //!
 //! ```text
-//! Init ─Bound(ports)→ Bound ─RegistrationConnected→ AwaitingReply ─reply ok→ [Registered ─IOPub sub→] Connected
-//!   │ (classic file: Init ─Bound(ports)→ [Registered →] Connected)            │
-//!   └──────────── deadline, status error, connection lost, abort ─────────────┴──→ Failed
+//! Init ─Bound(ports)→ Bound ─RegistrationConnected (REQ | DEALER)→ AwaitingReply ─ack→ [Registered ─IOPub sub→] Connected
+//!   │ (classic file: Init ─Bound(ports)→ [Registered →] Connected)         │
+//!   └──────────── deadline, refusal, connection lost, abort ───────────────┴──→ Failed
 //! ```
 //!
 //! Launcher side ([`LauncherState`]):
 //!
 //! ```text
-//! Init ─RegistrationBound(port)→ Bound ─verified handshake_request | file rewritten by the kernel→ Connected
+//! Init ─RegistrationBound(port)→ Bound ─verified request (file's dialect) | file rewritten by the kernel→ Connected
 //!                                  └──────────── deadline, kernel exited, abort ───────────────→ Failed
 //! classic(ports): Init → Connected at once
 //! ```
@@ -156,10 +156,10 @@
 //!
 //! | module | concept |
 //! |---|---|
-//! | [`wire`] | multipart framing: split (zero-copy, zero-alloc) and join |
+//! | [`wire`] | multipart framing, full messages and the upstream content-only framing: split (zero-copy, zero-alloc) and join |
 //! | [`sign`] | HMAC keys, signing, constant-time verification |
-//! | [`message`] | headers, handshake messages, a [`Session`] that builds signed messages |
-//! | [`connection`] | connection and registration files |
+//! | [`message`] | headers, handshake messages of both dialects, a [`Session`] that builds signed messages |
+//! | [`connection`] | connection files, and registration files in both dialects |
 //! | [`kernel`] | the kernel-side machine |
 //! | [`launcher`] | the launcher-side machine |
 //! | [`registrar`] | the launcher side for many kernels on one registration socket |

@@ -193,14 +193,18 @@ pub const UPSTREAM_ACK: &[u8] = b"ACK";
 /// The content of an upstream-dialect request for `ports`: compact JSON with the keys in sorted
 /// order and the ports as strings, byte for byte what xeus sends (nlohmann's default object
 /// sorts its keys).
+///
+/// Written out field by field rather than through a `serde_json::Map`: the map's iteration order
+/// depends on whether some crate in the build enables serde_json's `preserve_order` feature, and
+/// these bytes must not.
 pub fn upstream_request_content(kernel_id: &str, ports: &KernelPorts) -> Vec<u8> {
-    let mut map = serde_json::Map::new();
-    for (field, port) in KernelPorts::FIELDS.iter().zip(ports.as_array()) {
-        map.insert((*field).to_string(), format!("{port}").into());
-    }
-    map.insert("kernel_id".into(), kernel_id.into());
-    // `serde_json::Map` without `preserve_order` is a BTreeMap: the keys come out sorted.
-    serde_json::to_vec(&map).unwrap_or_default()
+    // Sorted: control_port < hb_port < iopub_port < kernel_id < shell_port < stdin_port.
+    let kernel_id = json::quoted(kernel_id);
+    let [control, shell, stdin, iopub, hb] = ports.as_array();
+    format!(
+        r#"{{"control_port":"{control}","hb_port":"{hb}","iopub_port":"{iopub}","kernel_id":{kernel_id},"shell_port":"{shell}","stdin_port":"{stdin}"}}"#
+    )
+    .into_bytes()
 }
 
 /// An upstream-dialect request, read.
@@ -279,18 +283,18 @@ impl HandshakeReply {
         Ok(Self { status, error })
     }
 
-    /// Compact JSON: `{"status":"ok"}` or `{"status":"error","error":…}`.
+    /// Compact JSON with sorted keys: `{"status":"ok"}` or `{"error":…,"status":"error"}`
+    /// (written field by field, so the bytes do not depend on serde_json's features).
     pub fn to_json(&self) -> Vec<u8> {
-        let mut map = serde_json::Map::new();
         let status = match self.status {
             ReplyStatus::Ok => "ok",
             ReplyStatus::Error => "error",
         };
-        map.insert("status".into(), status.into());
-        if let Some(error) = &self.error {
-            map.insert("error".into(), error.as_str().into());
+        match &self.error {
+            None => format!(r#"{{"status":"{status}"}}"#),
+            Some(error) => format!(r#"{{"error":{},"status":"{status}"}}"#, json::quoted(error)),
         }
-        serde_json::to_vec(&map).unwrap_or_default()
+        .into_bytes()
     }
 }
 
@@ -486,5 +490,47 @@ mod tests {
             Err(MessageError::Ports(PortsError::Zero { .. }))
         ));
         assert!(request_ports(b"{}").is_err());
+    }
+
+    #[test]
+    fn upstream_request_content_is_sorted_compact_and_escaped() {
+        let ports = KernelPorts {
+            shell: 2,
+            iopub: 40000,
+            stdin: 3,
+            control: 65535,
+            hb: 1,
+        };
+        let kernel_id = "ké \"q\" \\ \t\u{1}";
+        let content = upstream_request_content(kernel_id, &ports);
+        // Same bytes as serde_json's own sorted map.
+        let mut map = serde_json::Map::new();
+        map.insert("kernel_id".into(), kernel_id.into());
+        for (field, port) in KernelPorts::FIELDS.iter().zip(ports.as_array()) {
+            map.insert((*field).to_string(), format!("{port}").into());
+        }
+        let sorted: alloc::collections::BTreeMap<_, _> = map.into_iter().collect();
+        assert_eq!(content, serde_json::to_vec(&sorted).unwrap());
+        assert_eq!(
+            upstream_request(&content).unwrap(),
+            UpstreamRequest {
+                kernel_id: kernel_id.to_string(),
+                ports
+            }
+        );
+    }
+
+    #[test]
+    fn reply_content_bytes() {
+        assert_eq!(HandshakeReply::OK.to_json(), br#"{"status":"ok"}"#);
+        let refusal = HandshakeReply {
+            status: ReplyStatus::Error,
+            error: Some("bad \"ports\"".into()),
+        };
+        assert_eq!(
+            refusal.to_json(),
+            br#"{"error":"bad \"ports\"","status":"error"}"#
+        );
+        assert_eq!(HandshakeReply::from_json(&refusal.to_json()), Ok(refusal));
     }
 }

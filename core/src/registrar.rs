@@ -28,8 +28,13 @@
 //! **Replays.** A restarted launch keeps its key, so a recording of the previous run's
 //! `handshake_request` would verify again. The registrar remembers the signature of every
 //! request it accepted for a launch and drops a request that carries one of them
-//! ([`Rejection::Replayed`]), as jupyter_client's digest history does. (A fresh request always
-//! has a fresh signature: its header has a new `msg_id` and `date`.)
+//! ([`Rejection::Replayed`]), as jupyter_client's digest history does. (A fresh Posit request
+//! always has a fresh signature: its header has a new `msg_id` and `date`. An upstream request
+//! has no header: it signs only `kernel_id` and the ports, so a restarted upstream kernel that
+//! happens to bind the very same five ports sends a request identical to the recorded one, is
+//! dropped as a replay and times out. With OS-chosen ports this is rare, and failing closed is
+//! the safe side: the alternative would let a recording of the old run register a kernel that
+//! has not bound anything yet.)
 //!
 //! ```
 //! use core::time::Duration;

@@ -131,6 +131,116 @@ fn forged_and_garbage_messages_first_do_not_derail_the_launch() {
     assert!(pair.checks >= 3);
 }
 
+#[test]
+fn upstream_reliable_delivery_connects_both_sides_through_a_dealer() {
+    let mut pair = Pair::new(
+        config(Dialect::Upstream),
+        KernelConfig::default(),
+        vec![Fate::RELIABLE; 4],
+    );
+    pair.run(vec![]);
+    assert_terminal_and_consistent(&pair);
+    assert_eq!(pair.socket, Some(RegistrationSocket::Dealer));
+    assert_eq!(pair.launcher.state(), LauncherState::Connected);
+    assert_eq!(
+        pair.kernel.as_ref().unwrap().state(),
+        KernelState::Connected
+    );
+}
+
+#[test]
+fn upstream_a_lost_request_or_a_lost_ack_times_out() {
+    for lost_at in 0..2 {
+        let mut fates = vec![Fate::RELIABLE; 2];
+        fates[lost_at].lost = true;
+        let mut pair = Pair::new(config(Dialect::Upstream), KernelConfig::default(), fates);
+        pair.run(vec![]);
+        assert_terminal_and_consistent(&pair);
+        let kernel = pair.kernel.as_ref().unwrap();
+        assert_eq!(
+            kernel.failure(),
+            Some(&Failure::Timeout {
+                waiting_for: Waiting::Reply,
+                waited: Duration::from_secs(10)
+            })
+        );
+        // A lost request leaves the launcher waiting; a lost ACK does not (it has the ports).
+        let expected = [LauncherState::Failed, LauncherState::Connected][lost_at];
+        assert_eq!(pair.launcher.state(), expected);
+    }
+}
+
+#[test]
+fn upstream_forgeries_first_do_not_derail_either_side() {
+    let injections = vec![
+        // To the launcher: a request signed with another key, an unsigned one, garbage.
+        Injection {
+            at: Duration::ZERO,
+            to_launcher: true,
+            frames: [
+                vec![b"attacker".to_vec()],
+                upstream_frames("wrong-key", &upstream_ports_content()),
+            ]
+            .concat(),
+        },
+        Injection {
+            at: Duration::ZERO,
+            to_launcher: true,
+            frames: [
+                vec![b"attacker".to_vec()],
+                upstream_frames("", &upstream_ports_content()),
+            ]
+            .concat(),
+        },
+        Injection {
+            at: Duration::ZERO,
+            to_launcher: true,
+            frames: vec![b"attacker".to_vec(), b"\xff\x00garbage".to_vec()],
+        },
+        // To the kernel's DEALER, before the real ACK: a forged ACK and a forged refusal.
+        Injection {
+            at: Duration::from_millis(10),
+            to_launcher: false,
+            frames: upstream_frames("wrong-key", b"ACK"),
+        },
+        Injection {
+            at: Duration::from_millis(10),
+            to_launcher: false,
+            frames: upstream_frames("wrong-key", br#"{"status":"error","error":"no"}"#),
+        },
+    ];
+    let slow = Fate {
+        latency: Duration::from_millis(50),
+        ..Fate::RELIABLE
+    };
+    let mut pair = Pair::new(
+        config(Dialect::Upstream),
+        KernelConfig::default(),
+        vec![slow; 2],
+    );
+    pair.run(injections);
+    assert_terminal_and_consistent(&pair);
+    assert_eq!(pair.launcher.state(), LauncherState::Connected);
+    assert_eq!(
+        pair.kernel.as_ref().unwrap().state(),
+        KernelState::Connected
+    );
+    let rejected = |events: &[KernelEvent]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, KernelEvent::Rejected(_)))
+            .count()
+    };
+    assert_eq!(rejected(&pair.kernel_events), 2);
+    let launcher_rejected = pair
+        .launcher_events
+        .iter()
+        .filter(|e| matches!(e, LauncherEvent::Rejected(_)))
+        .count();
+    assert_eq!(launcher_rejected, 3);
+    assert!(pair.checks >= 5);
+}
+
 /// A stray message for the network model.
 fn stray() -> impl Strategy<Value = Vec<Vec<u8>>> {
     let ports = br#"{"control_port":1,"shell_port":2,"stdin_port":3,"iopub_port":4,"hb_port":5}"#;

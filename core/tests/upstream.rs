@@ -425,3 +425,255 @@ fn both_dialects_share_one_registrar() {
     assert_eq!(r.connection(posit).unwrap().ports, kernels[0].2);
     assert_eq!(r.connection(upstream).unwrap().ports, kernels[1].2);
 }
+
+// --- Transitions not covered by the golden capture above -------------------------------------
+
+/// An upstream launcher in `Bound` with our test key, and its file.
+fn test_upstream_launcher() -> (LauncherHandshake, RegistrationFile) {
+    bound_launcher(LauncherConfig {
+        dialect: Dialect::Upstream,
+        kernel_id: "kernel-7".into(),
+        ..launcher_config(KEY)
+    })
+}
+
+fn signed_upstream(content: &[u8]) -> Vec<Vec<u8>> {
+    with_identity(
+        b"peer",
+        &wire::join_content_only(&[] as &[&[u8]], &signer(&Key::new(KEY)), content),
+    )
+}
+
+fn ack(key: &str) -> Vec<Vec<u8>> {
+    wire::join_content_only(&[] as &[&[u8]], &signer(&Key::new(key)), b"ACK")
+}
+
+#[test]
+fn the_upstream_file_handed_out_is_what_the_kernel_reads_back() {
+    let (_, file) = test_upstream_launcher();
+    assert_eq!(file.dialect(), Dialect::Upstream);
+    assert_eq!(file.kernel_id(), Some("kernel-7"));
+    assert_eq!(file.registration_endpoint(), "tcp://127.0.0.1:5555");
+    let read = KernelFile::from_json(&file.to_json_pretty()).unwrap();
+    assert_eq!(read, KernelFile::Registration(file.clone()));
+    // The key is in the file, never in Debug.
+    assert!(!format!("{file:?}").contains(KEY));
+    // The default launcher still writes a Posit file.
+    let (_, posit) = bound_launcher(launcher_config(KEY));
+    assert_eq!(posit.dialect(), Dialect::Posit);
+    let json: Value = serde_json::from_slice(&posit.to_json_pretty()).unwrap();
+    assert_eq!(json["registration_port"], REG_PORT);
+    assert!(json.get("registration_ip").is_none());
+}
+
+#[test]
+fn an_upstream_kernel_waits_for_iopub_after_the_ack_unless_it_saw_it_already() {
+    let (_, file) = test_upstream_launcher();
+    let config = KernelConfig {
+        wait_for_iopub: Some(std::time::Duration::from_secs(10)),
+        ..KernelConfig::default()
+    };
+    let (mut k, _) = awaiting_kernel(file.clone(), config.clone(), at(0));
+    k.handle_input(at(1), KernelInput::Received(&refs(&ack(KEY))))
+        .unwrap();
+    assert_eq!(k.state(), KernelState::Registered);
+    assert_eq!(drain_kernel(&mut k).timeout, Some(at(10_001)));
+    k.handle_input(at(2), KernelInput::IopubSubscribed).unwrap();
+    assert_eq!(k.state(), KernelState::Connected);
+
+    let (mut k, _) = awaiting_kernel(file, config, at(0));
+    k.handle_input(at(1), KernelInput::IopubSubscribed).unwrap();
+    k.handle_input(at(2), KernelInput::Received(&refs(&ack(KEY))))
+        .unwrap();
+    assert_eq!(k.state(), KernelState::Connected);
+}
+
+#[test]
+fn an_upstream_kernel_without_an_ack_fails_at_the_deadline_and_ignores_a_late_one() {
+    let (_, file) = test_upstream_launcher();
+    let (mut k, _) = awaiting_kernel(file, KernelConfig::default(), at(0));
+    assert_eq!(drain_kernel(&mut k).timeout, Some(at(10_000)));
+    // The ACK arrives exactly at the deadline: time is looked at first.
+    k.handle_input(at(10_000), KernelInput::Received(&refs(&ack(KEY))))
+        .unwrap();
+    assert_eq!(
+        k.failure(),
+        Some(&Failure::Timeout {
+            waiting_for: Waiting::Reply,
+            waited: std::time::Duration::from_secs(10),
+        })
+    );
+    drain_kernel(&mut k);
+    k.handle_input(at(10_001), KernelInput::Received(&refs(&ack(KEY))))
+        .unwrap();
+    assert_eq!(
+        drain_kernel(&mut k).events,
+        [KernelEvent::Rejected(Rejection::Finished)]
+    );
+}
+
+#[test]
+fn an_upstream_kernel_drops_a_reply_before_its_request() {
+    let (_, file) = test_upstream_launcher();
+    let mut k = KernelHandshake::new(KernelFile::Registration(file), KernelConfig::default());
+    drain_kernel(&mut k);
+    k.handle_input(at(0), KernelInput::Bound(PORTS)).unwrap();
+    drain_kernel(&mut k);
+    k.handle_input(at(1), KernelInput::Received(&refs(&ack(KEY))))
+        .unwrap();
+    assert_eq!(
+        drain_kernel(&mut k).events,
+        [KernelEvent::Rejected(Rejection::Unsolicited)]
+    );
+    assert_eq!(k.state(), KernelState::Bound);
+}
+
+#[test]
+fn a_posit_kernel_drops_an_upstream_ack_and_still_takes_its_reply() {
+    let (_, posit_file) = bound_launcher(launcher_config(KEY));
+    let (mut k, request) = awaiting_kernel(posit_file, KernelConfig::default(), at(0));
+    k.handle_input(at(1), KernelInput::Received(&refs(&ack(KEY))))
+        .unwrap();
+    assert!(matches!(
+        drain_kernel(&mut k).events[..],
+        [KernelEvent::Rejected(_)]
+    ));
+    assert_eq!(k.state(), KernelState::AwaitingReply);
+    // The same kernel still takes the real Posit reply afterwards.
+    let header = header_of(&request);
+    let reply = message(
+        KEY,
+        "handshake_reply",
+        Some(&header),
+        br#"{"status":"ok"}"#,
+        &[],
+    );
+    k.handle_input(at(2), KernelInput::Received(&refs(&reply)))
+        .unwrap();
+    assert_eq!(k.state(), KernelState::Connected);
+}
+
+#[test]
+fn the_upstream_launcher_refuses_duplicate_ports_and_signed_non_requests() {
+    let (mut l, _) = test_upstream_launcher();
+    let duplicate = message::upstream_request_content(
+        "kernel-7",
+        &KernelPorts {
+            hb: PORTS.shell,
+            ..PORTS
+        },
+    );
+    // A reflected ACK or refusal is signed with our key but is no request.
+    let reflected_refusal = HandshakeReply {
+        status: ReplyStatus::Error,
+        error: Some("x".into()),
+    }
+    .to_json();
+    type Check = fn(&Rejection) -> bool;
+    let cases: [(&[u8], Check); 4] = [
+        (&duplicate, |r| {
+            matches!(
+                r,
+                Rejection::Malformed(message::MessageError::Ports(
+                    connection::PortsError::Duplicate { .. }
+                ))
+            )
+        }),
+        (b"ACK", |r| matches!(r, Rejection::Malformed(_))),
+        (&reflected_refusal, |r| matches!(r, Rejection::Malformed(_))),
+        (br#"{"kernel_id":"kernel-7"}"#, |r| {
+            matches!(r, Rejection::Malformed(_))
+        }),
+    ];
+    for (content, expected) in cases {
+        l.handle_input(
+            at(1),
+            LauncherInput::Received(&refs(&signed_upstream(content))),
+        )
+        .unwrap();
+        let d = drain_launcher(&mut l);
+        let [LauncherEvent::Refused(why)] = &d.events[..] else {
+            panic!("{:?}", d.events)
+        };
+        assert!(expected(why), "{why:?}");
+        // The refusal names fields, never echoes what was received.
+        let [reply] = &d.transmits[..] else {
+            panic!("one refusal")
+        };
+        let content = wire::split_content_only(reply, &Limits::HANDSHAKE)
+            .unwrap()
+            .verify(&signer(&Key::new(KEY)))
+            .unwrap();
+        let refusal = HandshakeReply::from_json(content).unwrap();
+        assert_eq!(refusal.status, ReplyStatus::Error);
+        assert!(!refusal.error.unwrap().contains("40001"));
+        assert_eq!(l.state(), LauncherState::Bound);
+        assert_eq!(d.timeout, Some(at(30_000)));
+    }
+}
+
+#[test]
+fn the_upstream_launcher_registers_once_and_drops_duplicates_without_a_reply() {
+    let (mut l, file) = test_upstream_launcher();
+    let request = signed_upstream(&message::upstream_request_content("kernel-7", &PORTS));
+    l.handle_input(at(1), LauncherInput::Received(&refs(&request)))
+        .unwrap();
+    let d = drain_launcher(&mut l);
+    assert_eq!(d.transmits.len(), 1);
+    assert_eq!(
+        d.events.last(),
+        Some(&LauncherEvent::Registered {
+            connection: file.with_ports(PORTS),
+            evidence: Evidence::Request,
+        })
+    );
+    assert_eq!(d.timeout, None);
+    l.handle_input(at(2), LauncherInput::Received(&refs(&request)))
+        .unwrap();
+    let d = drain_launcher(&mut l);
+    assert!(d.transmits.is_empty());
+    assert_eq!(d.events, [LauncherEvent::Rejected(Rejection::Finished)]);
+}
+
+#[test]
+fn a_posit_launcher_drops_an_upstream_request_without_a_reply() {
+    let (mut l, _) = bound_launcher(launcher_config(KEY));
+    let request = signed_upstream(&message::upstream_request_content("kernel", &PORTS));
+    l.handle_input(at(1), LauncherInput::Received(&refs(&request)))
+        .unwrap();
+    let d = drain_launcher(&mut l);
+    assert!(d.transmits.is_empty());
+    assert!(
+        matches!(d.events[..], [LauncherEvent::Rejected(_)]),
+        "{:?}",
+        d.events
+    );
+    assert_eq!(l.state(), LauncherState::Bound);
+}
+
+#[test]
+fn the_upstream_launcher_fails_only_by_deadline_exit_or_abort() {
+    for (input, failure) in [
+        (
+            LauncherInput::Timeout,
+            Failure::Timeout {
+                waiting_for: Waiting::Registration,
+                waited: std::time::Duration::from_secs(30),
+            },
+        ),
+        (
+            LauncherInput::KernelExited(ExitStatus::Code(1)),
+            Failure::KernelExited(ExitStatus::Code(1)),
+        ),
+        (LauncherInput::Abort, Failure::Aborted),
+    ] {
+        let (mut l, _) = test_upstream_launcher();
+        let now = if matches!(input, LauncherInput::Timeout) {
+            at(30_000)
+        } else {
+            at(5)
+        };
+        l.handle_input(now, input).unwrap();
+        assert_eq!(l.failure(), Some(&failure));
+    }
+}

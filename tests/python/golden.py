@@ -5,6 +5,12 @@ Run once by developers, from the workspace root:
 
     python3 tests/python/golden.py > core/tests/fixtures/golden.json
 
+To add or change the upstream-dialect cases without touching the existing
+jupyter_client cases (whose ``date`` and ``msg_id`` change on every run), reuse
+them: they are checked again with a fresh Session and copied byte for byte.
+
+    python3 tests/python/golden.py --reuse core/tests/fixtures/golden.json > new.json
+
 Every case is built with ``jupyter_client.session.Session.msg`` and serialized
 with ``Session.serialize(msg, ident=...)``; buffers are appended after the four
 dicts the way ``Session.send`` does it (they are not signed).  Before anything
@@ -20,6 +26,14 @@ stdlib json module otherwise.  The two differ on the wire (orjson is compact,
 ``json.dumps`` puts a space after ``,`` and ``:``).  Each case pins its packer;
 the cases whose name ends in ``_orjson`` are only produced when orjson is
 installed (a note goes to stderr when they are skipped).
+
+Upstream dialect (jupyter_client docs 5.6, xeus): ``upstream_cases`` holds
+frames built here independently of the Rust core: the request content is
+``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` of
+``kernel_id`` and the five ports as strings (what xeus's nlohmann writes), the
+signature is HMAC over the content frame alone (computed with ``hmac`` and
+checked against ``Session.sign([content])``), and the acknowledgement is the
+content ``ACK`` signed the same way.  These cases are fully deterministic.
 """
 
 from __future__ import annotations
@@ -167,7 +181,174 @@ def build(
     return case, msg
 
 
+# --- Upstream dialect -------------------------------------------------------------------------
+
+UPSTREAM_PORT_FIELDS = ("control_port", "shell_port", "stdin_port", "iopub_port", "hb_port")
+
+
+def content_only(key: str, scheme: str, content: bytes, idents: list[bytes]) -> list[bytes]:
+    """[identities..., <IDS|MSG>, HMAC(content), content], checked two ways."""
+    signature = expected_signature(key, scheme, [content])
+    assert signature == make_session(key, scheme, "json").sign([content])
+    if key == "":
+        assert signature == b""
+    return [*idents, DELIM, signature, content]
+
+
+def check_content_only(case: dict, frames: list[bytes]) -> bytes:
+    """Independent reading of an upstream frame list: returns the verified content."""
+    key, scheme = case["key"], case["signature_scheme"]
+    n = case["identities"]
+    assert frames[n] == DELIM and len(frames) == n + 3, case["name"]
+    signature, content = frames[n + 1], frames[n + 2]
+    assert hmac.compare_digest(signature, expected_signature(key, scheme, [content])), case["name"]
+    if key != "":
+        # Signed over the content frame alone: a changed content fails.
+        assert not hmac.compare_digest(
+            signature, expected_signature(key, scheme, [content + b" "])
+        ), case["name"]
+    return content
+
+
+def upstream_request(
+    name: str,
+    *,
+    key: str,
+    scheme: str,
+    kernel_id: str,
+    ports: dict,
+    idents: list[bytes] | None = None,
+    string_ports: bool = True,
+) -> dict:
+    """A kernel's registration, and the ACK a launcher sends back through the same identities."""
+    idents = list(idents or [])
+    body = {"kernel_id": kernel_id}
+    body.update({f: (str(ports[f]) if string_ports else ports[f]) for f in UPSTREAM_PORT_FIELDS})
+    content = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    frames = content_only(key, scheme, content, idents)
+    ack = content_only(key, scheme, b"ACK", idents)
+    case = {
+        "name": name,
+        "kind": "request",
+        "key": key,
+        "signature_scheme": scheme,
+        "identities": len(idents),
+        "kernel_id": kernel_id,
+        "ports": dict(ports),
+        "string_ports": string_ports,
+        "frames_hex": [f.hex() for f in frames],
+        "ack_frames_hex": [f.hex() for f in ack],
+    }
+    got = json.loads(check_content_only(case, frames))
+    assert got["kernel_id"] == kernel_id, name
+    assert {f: int(got[f]) for f in UPSTREAM_PORT_FIELDS} == ports, name
+    assert all(isinstance(got[f], str) == string_ports for f in UPSTREAM_PORT_FIELDS), name
+    assert check_content_only(case, ack) == b"ACK", name
+    return case
+
+
+def upstream_reply(name: str, *, key: str, scheme: str, content: bytes, status: str, error=None) -> dict:
+    """A launcher's answer as the kernel's DEALER receives it (no identities)."""
+    frames = content_only(key, scheme, content, [])
+    case = {
+        "name": name,
+        "kind": "reply",
+        "key": key,
+        "signature_scheme": scheme,
+        "identities": 0,
+        "status": status,
+        "error": error,
+        "frames_hex": [f.hex() for f in frames],
+    }
+    check_content_only(case, frames)
+    return case
+
+
+def upstream_cases() -> list[dict]:
+    kernel_id = "6f1c2b3a-0d4e-4f5a-9b8c-7d6e5f4a3b2c"
+    odd_ports = {"control_port": 65535, "shell_port": 1, "stdin_port": 80, "iopub_port": 8888, "hb_port": 443}
+    tricky_id = 'ké-ключ-🔑 "quoted" \\ tab\t bell\x07'
+    return [
+        # As the kernel's DEALER sends it: no identities.
+        upstream_request(
+            "upstream_request", key=KEY_SHA256, scheme="hmac-sha256", kernel_id=kernel_id, ports=PORTS
+        ),
+        # As the launcher's ROUTER receives it: the DEALER's routing identity first.
+        upstream_request(
+            "upstream_request_router",
+            key=KEY_SHA256,
+            scheme="hmac-sha256",
+            kernel_id=kernel_id,
+            ports=PORTS,
+            idents=[b"\x00k\x8b\x45\x67"],
+        ),
+        # Non-ASCII and escaped characters in kernel_id, ports of every width, SHA-512.
+        upstream_request(
+            "upstream_request_sha512_escapes",
+            key=KEY_SHA512,
+            scheme="hmac-sha512",
+            kernel_id=tricky_id,
+            ports=odd_ports,
+            idents=[b"peer"],
+        ),
+        # Unsigned session: the signature frame is empty.
+        upstream_request(
+            "upstream_request_empty_key", key="", scheme="hmac-sha256", kernel_id=kernel_id, ports=PORTS
+        ),
+        # Integer ports (the jupyter_client docs type them str; a launcher should still read ints).
+        upstream_request(
+            "upstream_request_integer_ports",
+            key=KEY_SHA256,
+            scheme="hmac-sha256",
+            kernel_id=kernel_id,
+            ports=PORTS,
+            idents=[b"peer"],
+            string_ports=False,
+        ),
+        # What xeus-zmq's launcher sends, and two JSON answers another launcher might send.
+        upstream_reply("upstream_reply_ack", key=KEY_SHA256, scheme="hmac-sha256", content=b"ACK", status="ok"),
+        upstream_reply(
+            "upstream_reply_ok_json",
+            key=KEY_SHA256,
+            scheme="hmac-sha256",
+            content=json.dumps({"status": "ok"}).encode(),
+            status="ok",
+        ),
+        upstream_reply(
+            "upstream_reply_error",
+            key=KEY_SHA256,
+            scheme="hmac-sha256",
+            content=json.dumps({"status": "error", "error": "ports in use"}).encode(),
+            status="error",
+            error="ports in use",
+        ),
+    ]
+
+
+def reverify(case: dict) -> None:
+    """Checks a jupyter_client case kept from an earlier run, as when it was generated."""
+    frames = [bytes.fromhex(h) for h in case["frames_hex"]]
+    buffers = frames[len(frames) - case["buffers"]:] if case["buffers"] else []
+    packer = "orjson" if case["name"].endswith("_orjson") and HAVE_ORJSON else "json"
+    verify(case, frames, {"content": case["content"]}, buffers, packer)
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--reuse"] and len(sys.argv) == 3:
+        with open(sys.argv[2], encoding="utf-8") as f:
+            previous = json.load(f)
+        for case in previous["cases"]:
+            reverify(case)
+        out = {
+            "generator": previous["generator"],
+            "cases": previous["cases"],
+            "upstream_cases": upstream_cases(),
+        }
+        sys.stdout.buffer.write(json.dumps(out, indent=2, ensure_ascii=False).encode("utf-8") + b"\n")
+        return 0
+    if sys.argv[1:]:
+        print("usage: golden.py [--reuse FIXTURE]", file=sys.stderr)
+        return 2
     cases: list[dict] = []
     skipped: list[str] = []
 
@@ -356,6 +537,7 @@ def main() -> int:
     out = {
         "generator": f"jupyter_client {jupyter_client.__version__} via tests/python/golden.py",
         "cases": cases,
+        "upstream_cases": upstream_cases(),
     }
     if skipped:
         print("golden.py: orjson not installed, skipped: " + ", ".join(skipped), file=sys.stderr)

@@ -176,9 +176,11 @@ pub struct Pair {
     pub kernel_events: Vec<KernelEvent>,
     /// Checks made on every step.
     pub checks: usize,
+    /// The socket the kernel asked for: decides the envelope on the launcher's ROUTER.
+    pub socket: Option<RegistrationSocket>,
 }
 
-/// The envelope a ROUTER puts before a REQ peer's message.
+/// The routing identity a ROUTER puts before the kernel's message.
 pub const KERNEL_ID: &[u8] = b"kernel-peer";
 
 impl Pair {
@@ -195,6 +197,16 @@ impl Pair {
             launcher_events: vec![],
             kernel_events: vec![],
             checks: 0,
+            socket: None,
+        }
+    }
+
+    /// How many frames a ROUTER puts before the kernel's message: its identity, and for a REQ
+    /// peer the empty envelope delimiter too (a DEALER sends none).
+    fn envelope(&self) -> usize {
+        match self.socket {
+            Some(RegistrationSocket::Dealer) => 1,
+            _ => 2,
         }
     }
 
@@ -224,7 +236,10 @@ impl Pair {
                 let mut k = KernelHandshake::new(file, self.kernel_config.clone());
                 drain_kernel(&mut k);
                 k.handle_input(self.now, KernelInput::Bound(PORTS)).unwrap();
-                drain_kernel(&mut k);
+                self.socket = drain_kernel(&mut k).actions.iter().find_map(|a| match a {
+                    KernelAction::ConnectRegistration { socket, .. } => Some(*socket),
+                    _ => None,
+                });
                 k.handle_input(self.now, KernelInput::RegistrationConnected)
                     .unwrap();
                 self.kernel = Some(k);
@@ -232,9 +247,9 @@ impl Pair {
             }
         }
         for frames in d.transmits {
-            // A ROUTER routes by the first identity; the REQ strips the empty envelope frame.
+            // A ROUTER routes by the first identity; a REQ also strips the empty envelope frame.
             if frames.first().map(Vec::as_slice) == Some(KERNEL_ID) {
-                self.send(false, frames[2..].to_vec());
+                self.send(false, frames[self.envelope()..].to_vec());
             }
         }
         self.launcher_events.extend(d.events);
@@ -245,8 +260,10 @@ impl Pair {
             return;
         };
         let d = drain_kernel(k);
+        let envelope = self.envelope();
         for frames in d.transmits {
             let mut wrapped = vec![KERNEL_ID.to_vec(), Vec::new()];
+            wrapped.truncate(envelope);
             wrapped.extend(frames);
             self.send(true, wrapped);
         }
@@ -289,7 +306,7 @@ impl Pair {
             self.launcher_events.extend(d.events);
             for frames in d.transmits {
                 if frames.first().map(Vec::as_slice) == Some(KERNEL_ID) {
-                    self.send(false, frames[2..].to_vec());
+                    self.send(false, frames[self.envelope()..].to_vec());
                 }
             }
         } else if let Some(k) = self.kernel.as_mut() {
