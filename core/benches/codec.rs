@@ -19,9 +19,16 @@ use jupyter_handshake::message::Header;
 use jupyter_handshake::wire::{self, Limits};
 use jupyter_handshake::*;
 use sha2::Sha256;
+use std::time::Duration;
 
+/// Each benchmark samples for at least half a second (divan's default can be under a
+/// millisecond for the handshakes: 100 samples of one call), so that one burst of noise on a
+/// shared machine cannot move a median. `--min-time`, `--sample-count` etc. still override.
 fn main() {
-    divan::main();
+    divan::Divan::default()
+        .min_time(Duration::from_millis(500))
+        .config_with_args()
+        .main();
 }
 
 /// Content sizes: 256 B, 4 KiB, 64 KiB, 1 MiB.
