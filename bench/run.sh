@@ -5,7 +5,9 @@
 #   bash bench/run.sh            # from the workspace root; needs the Python peers
 #                                # (pip install -r tests/python/requirements.txt)
 #
-# Run it on a quiet machine: the numbers are wall-clock medians.
+# Run it on a quiet machine: the numbers are wall-clock medians. CARGO_TARGET_DIR is honoured.
+# The handshake bench takes an optional round count: `cargo bench -p jupyter-handshake-zmq
+# --bench handshake -- 1000` (the default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/out
@@ -16,5 +18,8 @@ echo "== loopback handshakes and launch throughput" >&2
 cargo bench -q -p jupyter-handshake-zmq --bench handshake | tee "$out/handshake.txt"
 echo "== jupyter_client and pyzmq" >&2
 python3 bench/python_bench.py | tee "$out/python.jsonl"
+echo "== allocation count (a test, not a timing)" >&2
+cargo test -q -p jupyter-handshake --test no_alloc 2>&1 | tee "$out/no_alloc.txt"
 python3 bench/summarize.py "$out" > bench/results.md
+sed -n '/^## Targets/,/^## Codec/p' bench/results.md | sed '$d' >&2
 echo "wrote bench/results.md" >&2

@@ -5,6 +5,8 @@
 //!   `receive_and_parse` adds what jupyter_client's `deserialize` also does: parsing the header
 //!   and the content as JSON.
 //! * `send`: `Session::message` (header, signature, frames) next to `raw_hmac`.
+//! * `sign`: `Signer::sign` of the four dicts (MAC and hex), what jupyter_client's
+//!   `Session.sign` does.
 //! * `handshake`: a kernel machine and a launcher machine registering with each other in
 //!   memory, no sockets, per dialect.
 //!
@@ -17,15 +19,22 @@ use jupyter_handshake::message::Header;
 use jupyter_handshake::wire::{self, Limits};
 use jupyter_handshake::*;
 use sha2::Sha256;
+use std::time::Duration;
 
+/// Each benchmark samples for at least half a second (divan's default can be under a
+/// millisecond for the handshakes: 100 samples of one call), so that one burst of noise on a
+/// shared machine cannot move a median. `--min-time`, `--sample-count` etc. still override.
 fn main() {
-    divan::main();
+    divan::Divan::default()
+        .min_time(Duration::from_millis(500))
+        .config_with_args()
+        .main();
 }
 
 /// Content sizes: 256 B, 4 KiB, 64 KiB, 1 MiB.
 const SIZES: [usize; 4] = [256, 4 << 10, 64 << 10, 1 << 20];
 
-/// The same key in `bench/python_codec.py`.
+/// The same key as in `bench/python_bench.py`.
 const KEY: &str = "bench-key-0123456789abcdef0123456789abcdef";
 
 /// A JSON content of exactly `size` bytes: `{"data":"xxx…"}`.
@@ -94,6 +103,17 @@ fn send(bencher: Bencher, size: usize) {
         .bench_local(|| {
             black_box(session.message(now, &none, "execute_reply", None, None, black_box(&body)))
         });
+}
+
+/// The hex signature of the four dicts, as `Session.sign` computes it in jupyter_client.
+#[divan::bench(args = SIZES)]
+fn sign(bencher: Bencher, size: usize) {
+    let frames = message(size);
+    let signer = Signer::new(SignatureScheme::HmacSha256, &Key::new(KEY));
+    let parts: Vec<&[u8]> = frames[2..6].iter().map(Vec::as_slice).collect();
+    bencher
+        .counter(divan::counter::BytesCount::new(size))
+        .bench(|| black_box(signer.sign(black_box(&parts))));
 }
 
 /// HMAC-SHA256 over exactly the bytes `receive` verifies (the four dicts), in one pass, with a

@@ -1,5 +1,5 @@
 //! Receiving is allocation-free up to a verified message: split, signature decode and MAC check
-//! touch no heap. Counted with a global allocator that tallies allocations on this thread.
+//! touch no heap, in both framings (full messages and the upstream dialect's content-only ones). Counted with a global allocator that tallies allocations on this thread.
 
 #![allow(unsafe_code)] // a counting global allocator is the only way to count allocations
 
@@ -78,6 +78,27 @@ fn split_and_verify_allocate_nothing() {
         assert!(ok);
         assert_eq!(n, 0);
     }
+    // The upstream dialect's handshake messages (a signature over the content frame alone):
+    // split and verify allocate nothing either, accepted or refused.
+    let signer = Signer::new(SignatureScheme::HmacSha256, &Key::new("a key"));
+    let frames = wire::join_content_only(
+        &[b"id".as_slice()],
+        &signer,
+        br#"{"shell_port":1,"iopub_port":2,"stdin_port":3,"control_port":4,"hb_port":5}"#,
+    );
+    let limits = Limits::default();
+    for (key, accepted) in [("a key", true), ("another key", false)] {
+        let verifier = Signer::new(SignatureScheme::HmacSha256, &Key::new(key));
+        let mut outcome = None;
+        let n = allocations_during(|| {
+            outcome = wire::split_content_only(&frames, &limits)
+                .ok()
+                .map(|m| m.verify(&verifier).is_ok());
+        });
+        assert_eq!(outcome, Some(accepted));
+        assert_eq!(n, 0, "content-only, {key}: {n} allocations");
+    }
+
     // The counter does count: a Vec allocates.
     assert_eq!(allocations_during(|| drop(vec![1u8; 10])), 1);
 }
