@@ -154,6 +154,16 @@ struct RawHeader<'a> {
     version: Cow<'a, str>,
 }
 
+/// A `handshake_request`'s five ports, as integers (other fields ignored).
+#[derive(serde::Deserialize)]
+struct RawPorts {
+    control_port: u16,
+    shell_port: u16,
+    stdin_port: u16,
+    iopub_port: u16,
+    hb_port: u16,
+}
+
 /// A parent header's `msg_id`, if it has a string one.
 #[derive(serde::Deserialize)]
 struct ParentId<'a> {
@@ -163,6 +173,19 @@ struct ParentId<'a> {
 
 /// The content of a `handshake_request`: the kernel's five ports as integers.
 pub fn request_ports(content: &[u8]) -> Result<KernelPorts, MessageError> {
+    // Fast path: straight into five integers. Anything it refuses goes through the map below,
+    // which names the field and what was wrong with it.
+    if let Ok(raw) = serde_json::from_slice::<RawPorts>(content) {
+        let ports = KernelPorts {
+            shell: raw.shell_port,
+            iopub: raw.iopub_port,
+            stdin: raw.stdin_port,
+            control: raw.control_port,
+            hb: raw.hb_port,
+        };
+        ports.validate()?;
+        return Ok(ports);
+    }
     let map = json::object(content).map_err(MessageError::json(Part::Content))?;
     let ports = KernelPorts::from_map(&map, true)
         .map_err(MessageError::json(Part::Content))?
