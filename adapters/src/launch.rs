@@ -677,7 +677,7 @@ impl<S: Wrap> Fleet<S> {
     }
 
     /// The dialect of [`LaunchOptions::mode`] (never classic: refused in `new`).
-    pub(crate) fn dialect(&self) -> Dialect {
+    fn dialect(&self) -> Dialect {
         self.options.mode.dialect().unwrap_or_default()
     }
 
@@ -686,6 +686,46 @@ impl<S: Wrap> Fleet<S> {
     /// empty, or not spawnable, which fails its own launch only). The outer `Err` is the
     /// driver's own failure (its socket).
     pub(crate) fn start(
+        &mut self,
+        launches: &[(Vec<String>, Dialect)],
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<Vec<Result<LaunchId, LaunchError>>, LaunchError> {
+        match self.start_each(launches, observer) {
+            Ok(started) => Ok(started),
+            // Stops every kernel started so far, and returns the error.
+            Err(error) => self.finish(&[], Err(error)).map(|_| Vec::new()),
+        }
+    }
+
+    /// Each command paired with the dialect of the options (`launch_all` launches them all so).
+    pub(crate) fn same_dialect(&self, argvs: &[Vec<String>]) -> Vec<(Vec<String>, Dialect)> {
+        let dialect = self.dialect();
+        argvs.iter().map(|argv| (argv.clone(), dialect)).collect()
+    }
+
+    /// The outcome of each command [`start`](Self::start) was given, at its index, once the
+    /// driver's loop ended with `outcome`.
+    pub(crate) fn conclude(
+        &mut self,
+        started: Vec<Result<LaunchId, LaunchError>>,
+        outcome: Result<(), LaunchError>,
+    ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
+        let finished = self.finish(&started_ids(&started), outcome)?;
+        Ok(in_order(started, finished))
+    }
+
+    /// The restarted kernel, once the driver's loop ended with `outcome`.
+    pub(crate) fn conclude_restart(
+        &mut self,
+        id: LaunchId,
+        outcome: Result<(), LaunchError>,
+    ) -> Result<Launched, LaunchError> {
+        self.finish(&[id], outcome)?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("no outcome for the restart").into()))
+    }
+
+    fn start_each(
         &mut self,
         launches: &[(Vec<String>, Dialect)],
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
@@ -900,7 +940,7 @@ impl<S: Wrap> Fleet<S> {
 
 /// Puts the outcomes of the launches that started (`finished`, in order) back among the
 /// commands that could not start (`started`), so each command's result is at its own index.
-pub(crate) fn in_order(
+fn in_order(
     started: Vec<Result<LaunchId, LaunchError>>,
     finished: Vec<Result<Launched, LaunchError>>,
 ) -> Vec<Result<Launched, LaunchError>> {
@@ -917,7 +957,7 @@ pub(crate) fn in_order(
 }
 
 /// The ids of the launches that started.
-pub(crate) fn started_ids(started: &[Result<LaunchId, LaunchError>]) -> Vec<LaunchId> {
+fn started_ids(started: &[Result<LaunchId, LaunchError>]) -> Vec<LaunchId> {
     started
         .iter()
         .filter_map(|s| s.as_ref().ok().copied())

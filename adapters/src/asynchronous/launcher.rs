@@ -7,7 +7,7 @@ use jupyter_handshake::{Dialect, Instant, LauncherEvent};
 
 use super::{Router, as_slices, recv, within};
 use crate::error::LaunchError;
-use crate::launch::{Fleet, LaunchOptions, Launched, MAX_BATCH, Run, in_order, started_ids};
+use crate::launch::{Fleet, LaunchOptions, Launched, MAX_BATCH, Run};
 use crate::sockets::{Wrap, try_recv};
 
 /// Launches the kernel `argv` (`{connection_file}` is replaced by the file's path) and waits,
@@ -90,8 +90,7 @@ impl Launcher {
         argvs: &[Vec<String>],
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
     ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
-        let dialect = self.fleet.dialect();
-        let launches: Vec<_> = argvs.iter().map(|a| (a.clone(), dialect)).collect();
+        let launches = self.fleet.same_dialect(argvs);
         self.launch_mixed(&launches, observer).await
     }
 
@@ -102,15 +101,9 @@ impl Launcher {
         launches: &[(Vec<String>, Dialect)],
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
     ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
-        let started = match self.fleet.start(launches, observer) {
-            Ok(started) => started,
-            // Stops every kernel started so far, and returns the error.
-            Err(error) => return self.fleet.finish(&[], Err(error)).map(|_| Vec::new()),
-        };
-        let ids = started_ids(&started);
+        let started = self.fleet.start(launches, observer)?;
         let outcome = drive_fleet(&mut self.fleet, observer).await;
-        let finished = self.fleet.finish(&ids, outcome)?;
-        Ok(in_order(started, finished))
+        self.fleet.conclude(started, outcome)
     }
 
     /// Restarts `launched` through the same socket; see
@@ -122,10 +115,7 @@ impl Launcher {
     ) -> Result<(), LaunchError> {
         let id = self.fleet.restart(launched, observer)?;
         let outcome = drive_fleet(&mut self.fleet, observer).await;
-        let mut finished = self.fleet.finish(&[id], outcome)?;
-        *launched = finished
-            .pop()
-            .unwrap_or_else(|| Err(crate::Error::Internal("no outcome for the restart").into()))?;
+        *launched = self.fleet.conclude_restart(id, outcome)?;
         Ok(())
     }
 }

@@ -26,7 +26,7 @@ pub use crate::launch::{
 use super::{as_slices, poll, try_recv};
 use crate::clock::poll_millis;
 use crate::error::LaunchError;
-use crate::launch::{Fleet, MAX_BATCH, Run, in_order, started_ids};
+use crate::launch::{Fleet, MAX_BATCH, Run};
 
 /// Launches the kernel `argv` (`{connection_file}` is replaced by the file's path) and waits
 /// until it has registered.
@@ -128,8 +128,7 @@ impl Launcher {
         argvs: &[Vec<String>],
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
     ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
-        let dialect = self.fleet.dialect();
-        let launches: Vec<_> = argvs.iter().map(|a| (a.clone(), dialect)).collect();
+        let launches = self.fleet.same_dialect(argvs);
         self.launch_mixed(&launches, observer)
     }
 
@@ -140,15 +139,9 @@ impl Launcher {
         launches: &[(Vec<String>, Dialect)],
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
     ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
-        let started = match self.fleet.start(launches, observer) {
-            Ok(started) => started,
-            // Stops every kernel started so far, and returns the error.
-            Err(error) => return self.fleet.finish(&[], Err(error)).map(|_| Vec::new()),
-        };
-        let ids = started_ids(&started);
+        let started = self.fleet.start(launches, observer)?;
         let outcome = drive_fleet(&mut self.fleet, observer);
-        let finished = self.fleet.finish(&ids, outcome)?;
-        Ok(in_order(started, finished))
+        self.fleet.conclude(started, outcome)
     }
 
     /// Restarts `launched` through the same socket: kills its process if it still runs, writes
@@ -162,10 +155,7 @@ impl Launcher {
     ) -> Result<(), LaunchError> {
         let id = self.fleet.restart(launched, observer)?;
         let outcome = drive_fleet(&mut self.fleet, observer);
-        let mut finished = self.fleet.finish(&[id], outcome)?;
-        *launched = finished
-            .pop()
-            .unwrap_or_else(|| Err(crate::Error::Internal("no outcome for the restart").into()))?;
+        *launched = self.fleet.conclude_restart(id, outcome)?;
         Ok(())
     }
 }
