@@ -7,20 +7,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jupyter_handshake::{
-    Evidence, ExitStatus, Failure, KernelEvent, KernelState, LauncherEvent, LauncherState,
-    RegistrationFile, SignatureScheme, Transport, Waiting,
+    Evidence, ExitStatus, Failure, KernelEvent, KernelState, LauncherState, RegistrationFile,
+    SignatureScheme, Transport, Waiting,
 };
 use serde_json::json;
 
 use super::{Client, launch, start_kernel};
-use crate::blocking::testkit::{HandLauncher, helper_kernel_argv};
+use crate::blocking::testkit::{Guard, HandLauncher, Seen, helper_kernel_argv, observe, options};
 use crate::client::Channel;
 use crate::error::{Error, LaunchError};
 use crate::files::tests::TempDir;
 use crate::files::{random_key, write_private_atomic};
 use crate::kernel::KernelOptions;
 use crate::kernelspec::LaunchMode;
-use crate::launch::{ChildStdio, LaunchOptions, Launched};
+use crate::launch::{ChildStdio, LaunchOptions};
 
 /// Runs the scenario `make()` builds on both executors, one after the other.
 fn on_both_executors<F: Future<Output = ()>>(make: impl Fn() -> F) {
@@ -29,42 +29,6 @@ fn on_both_executors<F: Future<Output = ()>>(make: impl Fn() -> F) {
         .build()
         .unwrap()
         .block_on(make());
-}
-
-fn options(dir: &TempDir) -> LaunchOptions {
-    LaunchOptions {
-        dir: Some(dir.0.clone()),
-        stdout: ChildStdio::Stderr,
-        ..LaunchOptions::default()
-    }
-}
-
-#[derive(Default)]
-struct Seen {
-    states: Vec<LauncherState>,
-    rejected: usize,
-    refused: usize,
-}
-
-fn observe(seen: &mut Seen) -> impl FnMut(jupyter_handshake::Instant, &LauncherEvent) + '_ {
-    |_, event| match event {
-        LauncherEvent::StateChanged { to, .. } => seen.states.push(*to),
-        LauncherEvent::Rejected(_) => seen.rejected += 1,
-        LauncherEvent::Refused(_) => seen.refused += 1,
-        _ => {}
-    }
-}
-
-/// Kills the kernel if a test ends early, so none is left behind.
-struct Guard(Launched);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if matches!(self.0.child.try_wait(), Ok(None)) {
-            let _ = self.0.child.kill();
-        }
-        let _ = self.0.child.wait();
-    }
 }
 
 /// Talks to a launched helper kernel with the async client, shuts it down, and checks it

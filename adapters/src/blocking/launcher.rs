@@ -182,7 +182,7 @@ fn drive_fleet(
 mod tests {
     use super::*;
     use crate::blocking::client::Client;
-    use crate::blocking::testkit::helper_kernel_argv;
+    use crate::blocking::testkit::{Guard, Seen, helper_kernel_argv, observe, options};
     use crate::files::tests::TempDir;
     use crate::kernelspec::LaunchMode;
     use jupyter_handshake::{ConnectionFile, Evidence, ExitStatus, Failure, Transport};
@@ -194,40 +194,6 @@ mod tests {
 
     fn argv(args: &[&str]) -> Vec<String> {
         args.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn options(dir: &TempDir) -> LaunchOptions {
-        LaunchOptions {
-            dir: Some(dir.0.clone()),
-            stdout: ChildStdio::Stderr,
-            ..LaunchOptions::default()
-        }
-    }
-
-    /// Kills the kernel when a test ends early (a failed assertion), so none is left behind.
-    #[derive(Debug)]
-    struct Guard(Launched);
-
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            if matches!(self.0.child.try_wait(), Ok(None)) {
-                let _ = self.0.child.kill();
-            }
-            let _ = self.0.child.wait();
-        }
-    }
-
-    impl std::ops::Deref for Guard {
-        type Target = Launched;
-        fn deref(&self) -> &Launched {
-            &self.0
-        }
-    }
-
-    impl std::ops::DerefMut for Guard {
-        fn deref_mut(&mut self) -> &mut Launched {
-            &mut self.0
-        }
     }
 
     fn files_in(dir: &TempDir) -> usize {
@@ -249,22 +215,6 @@ mod tests {
             ok,
             "python3 cannot import {module}: pip install -r tests/python/requirements.txt"
         );
-    }
-
-    #[derive(Default)]
-    struct Seen {
-        states: Vec<LauncherState>,
-        rejected: usize,
-        refused: usize,
-    }
-
-    fn observe(seen: &mut Seen) -> impl FnMut(Instant, &LauncherEvent) + '_ {
-        |_, event| match event {
-            LauncherEvent::StateChanged { to, .. } => seen.states.push(*to),
-            LauncherEvent::Rejected(_) => seen.rejected += 1,
-            LauncherEvent::Refused(_) => seen.refused += 1,
-            _ => {}
-        }
     }
 
     #[test]

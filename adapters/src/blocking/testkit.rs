@@ -96,6 +96,61 @@ impl HandLauncher {
     }
 }
 
+/// Launch options for tests: files in `dir`, the kernel's stdout on stderr.
+pub(crate) fn options(dir: &crate::files::tests::TempDir) -> crate::launch::LaunchOptions {
+    crate::launch::LaunchOptions {
+        dir: Some(dir.0.clone()),
+        stdout: crate::launch::ChildStdio::Stderr,
+        ..crate::launch::LaunchOptions::default()
+    }
+}
+
+/// Kills the kernel when a test ends early (a failed assertion), so none is left behind.
+#[derive(Debug)]
+pub(crate) struct Guard(pub(crate) crate::launch::Launched);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if matches!(self.0.child.try_wait(), Ok(None)) {
+            let _ = self.0.child.kill();
+        }
+        let _ = self.0.child.wait();
+    }
+}
+
+impl std::ops::Deref for Guard {
+    type Target = crate::launch::Launched;
+    fn deref(&self) -> &crate::launch::Launched {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut crate::launch::Launched {
+        &mut self.0
+    }
+}
+
+/// What a launch's observer saw: its states, and how many inputs it dropped or refused.
+#[derive(Default)]
+pub(crate) struct Seen {
+    pub(crate) states: Vec<jupyter_handshake::LauncherState>,
+    pub(crate) rejected: usize,
+    pub(crate) refused: usize,
+}
+
+/// An observer that records into `seen`.
+pub(crate) fn observe(
+    seen: &mut Seen,
+) -> impl FnMut(jupyter_handshake::Instant, &LauncherEvent) + '_ {
+    |_, event| match event {
+        LauncherEvent::StateChanged { to, .. } => seen.states.push(*to),
+        LauncherEvent::Rejected(_) => seen.rejected += 1,
+        LauncherEvent::Refused(_) => seen.refused += 1,
+        _ => {}
+    }
+}
+
 /// The argv that runs [`helper_kernel_main`] in a child copy of this test binary, with the
 /// file's path as its argument and `mode` in its environment.
 #[cfg(unix)]
