@@ -361,22 +361,14 @@ impl LauncherHandshake {
                 if self.state != LauncherState::Init || port == 0 {
                     return Err(self.misuse(&input));
                 }
+                let (transport, ip) = (self.config.transport, self.config.ip.clone());
+                let (scheme, key) = (self.config.signature_scheme, self.config.key.clone());
                 let file = match self.config.dialect {
-                    Dialect::Posit => RegistrationFile::new(
-                        self.config.transport,
-                        self.config.ip.clone(),
-                        self.config.signature_scheme,
-                        self.config.key.clone(),
-                        port,
-                    ),
-                    Dialect::Upstream => RegistrationFile::upstream(
-                        self.config.transport,
-                        self.config.ip.clone(),
-                        self.config.signature_scheme,
-                        self.config.key.clone(),
-                        port,
-                        self.config.kernel_id.clone(),
-                    ),
+                    Dialect::Posit => RegistrationFile::new(transport, ip, scheme, key, port),
+                    Dialect::Upstream => {
+                        let kernel_id = self.config.kernel_id.clone();
+                        RegistrationFile::upstream(transport, ip, scheme, key, port, kernel_id)
+                    }
                 };
                 self.registration = Some(file.clone());
                 self.deadline = Some((now, now + self.config.registration_timeout));
