@@ -1,0 +1,623 @@
+//! The launcher side: one registration ROUTER for many kernels, through the core's
+//! [`Registrar`].
+//!
+//! A [`Launcher`] binds one ROUTER on port 0 (the OS picks the port, and it is held from then
+//! on), and each launch through it gets its own key, its own registration file and its own
+//! kernel process. For each launch the driver does what the registrar asks: write the file
+//! (atomically, owner-only) as `{dir}/kernel-{session}-{n}.json`, replace `{connection_file}`
+//! in the argv by its path, spawn the kernel with [`tokio::process`]; then it waits on the
+//! ROUTER until the earliest deadline, waking at least every 10 ms to watch each kernel's
+//! process (an exit is reported at once, so a crashing kernel fails at once, not at the
+//! deadline) and its file (stat length and mtime first, read at most 64 KiB, regular files
+//! only, never through a symlink; a rewrite is how stock ipykernel registers). Every message is
+//! the core's to judge: forged, unsigned, garbled or stray messages are dropped by it and reach
+//! no launch. A failed launch's child is killed and reaped and its file removed.
+//!
+//! Restarts ([`Launcher::restart`]) go through the same socket with the same key and file.
+//!
+//! **Cancellation.** The futures of [`Launcher::launch`], [`Launcher::launch_many`] and
+//! [`Launcher::restart`] are `Send` and may be dropped (a lost `select!`, a timeout) without
+//! leaking anything: kernels they started stay with the `Launcher`, which keeps judging them on
+//! its next call and kills those it never handed over when it is dropped. They are not
+//! cancellation-safe in the stricter sense: a kernel that registered while the future was being
+//! dropped is not handed back (it is stopped with the `Launcher`).
+//!
+//! **Windows.** Exit detection is `tokio::process::Child::try_wait` (`GetExitCodeProcess`: a
+//! code, never a signal; a killed process reads as exit code 1). The registration socket and
+//! every file are opened non-inheritable (mio creates sockets with
+//! `WSA_FLAG_NO_HANDLE_INHERIT` on Windows and `SOCK_CLOEXEC` on Unix; std opens files
+//! non-inheritable / `O_CLOEXEC`), so the kernel inherits only its stdio, never the
+//! registration socket (the way nteract's daemon lost ports to its kernels).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use jupyter_handshake::registrar::{
+    LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarEvent,
+    RegistrarInput,
+};
+use jupyter_handshake::{
+    ConnectionFile, Dialect, Evidence, ExitStatus, Failure, Instant, LauncherEvent, Output,
+    Rejection, Transport,
+};
+use tokio::process::{Child, Command};
+use zeromq::{RouterSocket, Socket, SocketRecv};
+
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::files::{
+    FileWatch, create_private_dir, new_session_id, random_key, runtime_dir, write_private_atomic,
+};
+use crate::sockets::{bind, frames, send};
+
+/// The longest the launcher sleeps before looking at the kernels' processes and files again.
+const TICK: Duration = Duration::from_millis(10);
+
+/// At most this many messages per wake-up, so a flood cannot hide a kernel's exit.
+const MAX_BATCH: usize = 64;
+
+/// Where a kernel's stdout or stderr go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChildStdio {
+    /// The launcher's own stream (default).
+    #[default]
+    Inherit,
+    /// Nowhere.
+    Null,
+    /// A pipe, readable from [`Launched::child`] (read it, or the kernel blocks when it fills).
+    Piped,
+}
+
+impl ChildStdio {
+    fn to_stdio(self) -> Stdio {
+        match self {
+            Self::Inherit => Stdio::inherit(),
+            Self::Null => Stdio::null(),
+            Self::Piped => Stdio::piped(),
+        }
+    }
+}
+
+/// How a [`Launcher`] launches.
+#[derive(Clone, Debug)]
+pub struct LaunchOptions {
+    /// The dialect of the registration files (default Posit, which stock ipykernel's file
+    /// rewrite also answers; Upstream for xeus).
+    pub dialect: Dialect,
+    /// How long each kernel has to register, from its launch (default 30 s).
+    pub timeout: Duration,
+    /// Address of the registration socket and of the kernels' channels (default `127.0.0.1`).
+    pub ip: String,
+    /// Transport (default tcp).
+    pub transport: Transport,
+    /// Directory for the files (default [`runtime_dir`]); created private if missing.
+    pub dir: Option<PathBuf>,
+    /// `kernel_name` to set in the returned connection information.
+    pub kernel_name: Option<String>,
+    /// Extra environment variables for the kernels.
+    pub env: Vec<(OsString, OsString)>,
+    /// Where the kernels' stdout goes.
+    pub stdout: ChildStdio,
+    /// Where the kernels' stderr goes.
+    pub stderr: ChildStdio,
+}
+
+impl Default for LaunchOptions {
+    fn default() -> Self {
+        Self {
+            dialect: Dialect::Posit,
+            timeout: Duration::from_secs(30),
+            ip: "127.0.0.1".into(),
+            transport: Transport::Tcp,
+            dir: None,
+            kernel_name: None,
+            env: Vec::new(),
+            stdout: ChildStdio::Inherit,
+            stderr: ChildStdio::Inherit,
+        }
+    }
+}
+
+/// A kernel that registered.
+#[derive(Debug)]
+pub struct Launched {
+    /// How to connect to it (its `Debug` hides the key).
+    pub connection: ConnectionFile,
+    /// How the launcher knows the ports: a request, or a rewrite of the file.
+    pub evidence: Evidence,
+    /// The kernel process. Dropping it does not stop the kernel.
+    pub child: Child,
+    /// The registration file handed to the kernel; still on disk (remove it once the kernel
+    /// has exited: [`Launched::remove_file`]).
+    pub file: PathBuf,
+    /// From spawning the kernel to its registration.
+    pub registered_after: Duration,
+    /// Which launch of its [`Launcher`] this is (for [`Launcher::restart`]).
+    pub launch: LaunchId,
+}
+
+impl Launched {
+    /// Removes [`file`](Self::file); a file already gone is not an error.
+    pub fn remove_file(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.file) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// How the child ended, in the core's terms (a signal only on Unix).
+pub fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return ExitStatus::Signal(signal);
+        }
+    }
+    status.code().map_or(ExitStatus::Unknown, ExitStatus::Code)
+}
+
+/// One launch: its command, process, file and what the core said.
+struct Member {
+    id: LaunchId,
+    argv: Vec<String>,
+    path: PathBuf,
+    watch: Option<FileWatch>,
+    child: Option<Child>,
+    spawned_at: Option<Instant>,
+    registered: Option<(ConnectionFile, Evidence, Instant)>,
+    failed: Option<Failure>,
+    last_rejection: Option<Rejection>,
+    spawn_error: Option<Error>,
+    /// A call of the launcher waits for this launch now.
+    awaited: bool,
+}
+
+impl Member {
+    fn pending(&self, registrar: &Registrar) -> bool {
+        registrar
+            .launch_state(self.id)
+            .is_some_and(|s| !s.is_terminal())
+    }
+
+    /// Kills and reaps the child, removes the file.
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+        if self.watch.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// One registration socket and the launches through it; see the [module docs](self).
+pub struct Launcher {
+    clock: Clock,
+    registrar: Registrar,
+    router: RouterSocket,
+    options: LaunchOptions,
+    dir: PathBuf,
+    session_id: String,
+    members: Vec<Member>,
+}
+
+impl std::fmt::Debug for Launcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launcher")
+            .field("port", &self.registrar.port())
+            .field("launches", &self.members.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Launches one kernel on a registration socket of its own (which closes once it registered).
+pub async fn launch(argv: &[String], options: &LaunchOptions) -> Result<Launched, Error> {
+    let mut launcher = Launcher::bind(options.clone()).await?;
+    launcher.launch(argv).await
+}
+
+impl Launcher {
+    /// Binds the registration ROUTER on port 0 and creates the files' directory.
+    pub async fn bind(options: LaunchOptions) -> Result<Self, Error> {
+        let dir = options.dir.clone().unwrap_or_else(runtime_dir);
+        create_private_dir(&dir).map_err(|source| Error::WriteFile {
+            path: dir.clone(),
+            source,
+        })?;
+        let clock = Clock::new();
+        let session_id = new_session_id();
+        let mut registrar = Registrar::new(RegistrarConfig {
+            transport: options.transport,
+            ip: options.ip.clone(),
+            session_id: session_id.clone(),
+            ..RegistrarConfig::default()
+        });
+        let mut router = None;
+        loop {
+            match registrar.poll_output() {
+                Output::Action(RegistrarAction::BindRegistration { transport, ip }) => {
+                    let mut socket = RouterSocket::new();
+                    let port = bind(&mut socket, "registration", transport, &ip, 0).await?;
+                    router = Some(socket);
+                    registrar
+                        .handle_input(clock.now(), RegistrarInput::RegistrationBound { port })?;
+                }
+                Output::Timeout(_) => break,
+                _ => {
+                    return Err(Error::Internal(
+                        "the registrar asked for more than its socket",
+                    ));
+                }
+            }
+        }
+        let router = router.ok_or(Error::Internal("the registrar never asked for its socket"))?;
+        Ok(Self {
+            clock,
+            registrar,
+            router,
+            options,
+            dir,
+            session_id,
+            members: Vec::new(),
+        })
+    }
+
+    /// The registration socket's port.
+    pub fn port(&self) -> u16 {
+        self.registrar.port().unwrap_or(0)
+    }
+
+    /// How many launches are waiting for their kernel.
+    pub fn pending(&self) -> usize {
+        self.registrar.pending()
+    }
+
+    /// Launches one kernel and waits until it registered or failed.
+    pub async fn launch(&mut self, argv: &[String]) -> Result<Launched, Error> {
+        self.launch_many(&[argv.to_vec()])
+            .await?
+            .pop()
+            .unwrap_or(Err(Error::Internal("no outcome for the launch")))
+    }
+
+    /// Launches every command at once and waits until each registered or failed; the outcome of
+    /// each is at its index. The outer `Err` is the launcher's own failure (its socket).
+    pub async fn launch_many(
+        &mut self,
+        argvs: &[Vec<String>],
+    ) -> Result<Vec<Result<Launched, Error>>, Error> {
+        self.launch_many_observed(argvs, &mut |_, _| {}).await
+    }
+
+    /// [`launch_many`](Self::launch_many), telling `observer` every event of the registrar.
+    pub async fn launch_many_observed(
+        &mut self,
+        argvs: &[Vec<String>],
+        observer: &mut (dyn FnMut(Instant, &RegistrarEvent) + Send),
+    ) -> Result<Vec<Result<Launched, Error>>, Error> {
+        let mut ids = Vec::with_capacity(argvs.len());
+        for argv in argvs {
+            if argv.is_empty() {
+                ids.push(Err(Error::EmptyCommand));
+                continue;
+            }
+            let config = LaunchConfig {
+                registration_timeout: self.options.timeout,
+                dialect: self.options.dialect,
+                kernel_id: new_session_id(),
+                ..LaunchConfig::new(random_key())
+            };
+            let id = self.registrar.launch(self.clock.now(), config)?;
+            let path = self
+                .dir
+                .join(format!("kernel-{}-{}.json", self.session_id, id.get()));
+            self.members.push(Member {
+                id,
+                argv: argv.clone(),
+                path,
+                watch: None,
+                child: None,
+                spawned_at: None,
+                registered: None,
+                failed: None,
+                last_rejection: None,
+                spawn_error: None,
+                awaited: true,
+            });
+            self.drain(observer).await?;
+            ids.push(Ok(id));
+        }
+        self.wait(observer).await?;
+        Ok(ids
+            .into_iter()
+            .map(|id| id.and_then(|id| self.outcome(id)))
+            .collect())
+    }
+
+    /// Restarts a launched kernel: stops the old process if it still runs, writes the file again
+    /// (same key, same socket), spawns the command again, and waits for it to register; on
+    /// success `launched` describes the new process.
+    pub async fn restart(&mut self, launched: &mut Launched) -> Result<(), Error> {
+        let id = launched.launch;
+        let member = self.members.iter_mut().find(|m| m.id == id).ok_or(
+            jupyter_handshake::registrar::RegistrarError::UnknownLaunch(id),
+        )?;
+        let _ = launched.child.kill().await;
+        member.awaited = true;
+        member.registered = None;
+        member.failed = None;
+        member.last_rejection = None;
+        self.registrar.rearm(self.clock.now(), id)?;
+        self.drain(&mut |_, _| {}).await?;
+        self.wait(&mut |_, _| {}).await?;
+        let new = self.outcome(id)?;
+        *launched = new;
+        Ok(())
+    }
+
+    /// Forgets a launch whose kernel is gone for good (its key may then be reused).
+    pub fn forget(&mut self, launch: LaunchId) -> Result<(), Error> {
+        self.registrar.remove(launch)?;
+        self.members.retain(|m| m.id != launch);
+        Ok(())
+    }
+
+    /// Waits until no awaited launch is pending.
+    async fn wait(
+        &mut self,
+        observer: &mut (dyn FnMut(Instant, &RegistrarEvent) + Send),
+    ) -> Result<(), Error> {
+        loop {
+            self.tick(observer).await?;
+            if !self
+                .members
+                .iter()
+                .any(|m| m.awaited && m.pending(&self.registrar))
+            {
+                return Ok(());
+            }
+            let sleep = self
+                .registrar
+                .poll_timeout()
+                .map_or(TICK, |d| self.clock.until(d))
+                .min(TICK);
+            // `recv` on a zeromq ROUTER is cancellation-safe: a message is either returned or
+            // left queued.
+            let first = tokio::select! {
+                message = self.router.recv() => Some(message),
+                () = tokio::time::sleep(sleep) => None,
+            };
+            let Some(first) = first else { continue };
+            let mut message = first.map_err(|source| Error::Socket {
+                action: "receive on",
+                socket: "registration",
+                endpoint: None,
+                source,
+            })?;
+            for _ in 0..MAX_BATCH {
+                let now = self.clock.now();
+                self.registrar
+                    .handle_input(now, RegistrarInput::Received(&frames(&message)))?;
+                self.drain(observer).await?;
+                // Whatever else is queued already, without waiting.
+                match tokio::time::timeout(Duration::ZERO, self.router.recv()).await {
+                    Ok(Ok(next)) => message = next,
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    /// Reports every pending kernel's file change and exit, then the time; cleans up the
+    /// launches no call waits for that failed.
+    async fn tick(
+        &mut self,
+        observer: &mut (dyn FnMut(Instant, &RegistrarEvent) + Send),
+    ) -> Result<(), Error> {
+        for i in 0..self.members.len() {
+            if !self.members[i].pending(&self.registrar) {
+                continue;
+            }
+            let id = self.members[i].id;
+            if let Some(bytes) = self.members[i].watch.as_mut().and_then(FileWatch::changed) {
+                let now = self.clock.now();
+                let input = RegistrarInput::FileChanged {
+                    launch: id,
+                    bytes: &bytes,
+                };
+                self.registrar.handle_input(now, input)?;
+                self.drain(observer).await?;
+            }
+            if !self.members[i].pending(&self.registrar) {
+                continue;
+            }
+            let exited = match self.members[i].child.as_mut() {
+                Some(child) => child.try_wait().map_err(Error::Wait)?,
+                None => None,
+            };
+            if let Some(status) = exited {
+                let now = self.clock.now();
+                let input = RegistrarInput::KernelExited {
+                    launch: id,
+                    status: exit_status(status),
+                };
+                self.registrar.handle_input(now, input)?;
+                self.drain(observer).await?;
+            }
+        }
+        let now = self.clock.now();
+        self.registrar.handle_input(now, RegistrarInput::Timeout)?;
+        self.drain(observer).await?;
+        // Launches of a cancelled call that failed since: nobody will take them.
+        for member in &mut self.members {
+            if !member.awaited && member.failed.is_some() {
+                member.stop().await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Does everything the registrar asks until it is drained.
+    async fn drain(
+        &mut self,
+        observer: &mut (dyn FnMut(Instant, &RegistrarEvent) + Send),
+    ) -> Result<(), Error> {
+        loop {
+            match self.registrar.poll_output() {
+                Output::Action(RegistrarAction::WriteRegistrationFile { launch, file }) => {
+                    let Some(member) = self.members.iter_mut().find(|m| m.id == launch) else {
+                        return Err(Error::Internal("a file for a launch we did not make"));
+                    };
+                    let spawned = write_and_spawn(member, &self.options, file.to_json_pretty());
+                    match spawned {
+                        Ok(child) => {
+                            member.child = Some(child);
+                            member.spawned_at = Some(self.clock.now());
+                        }
+                        // A command that cannot start fails its own launch, not the others.
+                        Err(error) => {
+                            member.spawn_error = Some(error);
+                            let now = self.clock.now();
+                            self.registrar
+                                .handle_input(now, RegistrarInput::Abort { launch })?;
+                        }
+                    }
+                }
+                Output::Action(RegistrarAction::BindRegistration { .. }) => {
+                    return Err(Error::Internal("the registrar asked for a second socket"));
+                }
+                // Undeliverable (the kernel is gone or does not read): dropped, as libzmq's
+                // ROUTER would; the core's deadline or the exit decides the launch.
+                Output::Transmit(transmit) => {
+                    let _delivered = send(&mut self.router, transmit.frames).await;
+                }
+                Output::Event(event) => {
+                    let now = self.clock.now();
+                    observer(now, &event);
+                    if let RegistrarEvent::Launch { launch, event } = event {
+                        if let Some(m) = self.members.iter_mut().find(|m| m.id == launch) {
+                            match event {
+                                LauncherEvent::Registered {
+                                    connection,
+                                    evidence,
+                                } => {
+                                    m.registered = Some((connection, evidence, now));
+                                }
+                                LauncherEvent::Failed(failure) => m.failed = Some(failure),
+                                LauncherEvent::Rejected(r) | LauncherEvent::Refused(r) => {
+                                    m.last_rejection = Some(r);
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                Output::Timeout(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// The outcome of an awaited launch that is over: the kernel, or (its child killed and
+    /// reaped, its file removed) why not.
+    fn outcome(&mut self, id: LaunchId) -> Result<Launched, Error> {
+        let kernel_name = self.options.kernel_name.clone();
+        let member = self
+            .members
+            .iter_mut()
+            .find(|m| m.id == id)
+            .ok_or(Error::Internal("an outcome for a launch we do not have"))?;
+        member.awaited = false;
+        if let Some(error) = member.spawn_error.take() {
+            if member.watch.take().is_some() {
+                let _ = std::fs::remove_file(&member.path);
+            }
+            return Err(error);
+        }
+        match (member.registered.take(), member.child.take()) {
+            (Some((mut connection, evidence, at)), Some(child)) => {
+                if connection.kernel_name.is_none() {
+                    connection.kernel_name = kernel_name;
+                }
+                Ok(Launched {
+                    connection,
+                    evidence,
+                    child,
+                    file: member.path.clone(),
+                    registered_after: member
+                        .spawned_at
+                        .map_or(Duration::ZERO, |s| at.saturating_duration_since(s)),
+                    launch: id,
+                })
+            }
+            (_, child) => {
+                if let Some(mut child) = child {
+                    let _ = child.start_kill();
+                    // Reaped by tokio's orphan reaper once it exits.
+                    drop(child);
+                }
+                if member.watch.take().is_some() {
+                    let _ = std::fs::remove_file(&member.path);
+                }
+                Err(match member.failed.take() {
+                    Some(failure) => Error::Failed {
+                        failure,
+                        last_rejection: member.last_rejection.take(),
+                    },
+                    None => Error::Internal("the launch ended neither registered nor failed"),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Launcher {
+    /// Kills the kernels that were never handed over and removes their files.
+    fn drop(&mut self) {
+        for member in &mut self.members {
+            if let Some(mut child) = member.child.take() {
+                let _ = child.start_kill();
+            }
+            if member.watch.take().is_some() {
+                let _ = std::fs::remove_file(&member.path);
+            }
+        }
+    }
+}
+
+/// Writes the launch's file and spawns its command with the file's path.
+fn write_and_spawn(
+    member: &mut Member,
+    options: &LaunchOptions,
+    bytes: Vec<u8>,
+) -> Result<Child, Error> {
+    write_private_atomic(&member.path, &bytes).map_err(|source| Error::WriteFile {
+        path: member.path.clone(),
+        source,
+    })?;
+    member.watch = Some(FileWatch::new(member.path.clone(), bytes));
+    let argv = substitute_connection_file(&member.argv, &member.path);
+    let (program, args) = argv.split_first().ok_or(Error::EmptyCommand)?;
+    Command::new(program)
+        .args(args)
+        .envs(options.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(options.stdout.to_stdio())
+        .stderr(options.stderr.to_stdio())
+        .spawn()
+        .map_err(|source| Error::Spawn {
+            program: program.clone(),
+            source,
+        })
+}
+
+/// `argv` with every `{connection_file}` replaced by `path`, as jupyter_client does.
+pub fn substitute_connection_file(argv: &[String], path: &Path) -> Vec<String> {
+    let path = path.to_string_lossy();
+    argv.iter()
+        .map(|a| a.replace("{connection_file}", &path))
+        .collect()
+}

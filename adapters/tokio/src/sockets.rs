@@ -1,0 +1,93 @@
+//! zeromq plumbing: binding on port 0 and reading the port back, frames in and out of
+//! `ZmqMessage`, and sends that cannot hang.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use jupyter_handshake::Transport;
+use zeromq::{Endpoint, Socket, SocketSend, ZmqMessage};
+
+use crate::error::Error;
+use crate::files::free_ipc_port;
+
+/// The longest a send may take (a peer that stops reading fills its queue; a registration reply
+/// is small, so only such a peer ever hits this). A send that times out is dropped, as libzmq's
+/// ROUTER drops what it cannot deliver.
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Binds `socket` on `transport`/`ip`/`port` and returns the port actually bound.
+///
+/// Port 0, tcp: the OS picks, and the port is read back from the endpoint zeromq returns. Port
+/// 0, ipc: the first `N` ≥ 1 with no file `{ip}-{N}` (as jupyter_client does).
+pub(crate) async fn bind<S: Socket>(
+    socket: &mut S,
+    name: &'static str,
+    transport: Transport,
+    ip: &str,
+    port: u16,
+) -> Result<u16, Error> {
+    let port = match (transport, port) {
+        (Transport::Ipc, 0) => free_ipc_port(ip, &[]).ok_or(Error::Endpoint {
+            endpoint: transport.endpoint(ip, 0),
+            reason: "every ipc number from 1 to 65535 is taken",
+        })?,
+        _ => port,
+    };
+    let endpoint = transport.endpoint(ip, port);
+    let bound = socket
+        .bind(&endpoint)
+        .await
+        .map_err(|source| Error::Socket {
+            action: "bind",
+            socket: name,
+            endpoint: Some(endpoint.clone()),
+            source,
+        })?;
+    match bound {
+        Endpoint::Tcp(_, bound) if bound != 0 => Ok(bound),
+        Endpoint::Ipc(_) if port != 0 => Ok(port),
+        _ => Err(Error::Endpoint {
+            endpoint,
+            reason: "zeromq reported no port for the bound endpoint",
+        }),
+    }
+}
+
+/// Connects `socket` to `endpoint`.
+pub(crate) async fn connect<S: Socket>(
+    socket: &mut S,
+    name: &'static str,
+    endpoint: &str,
+) -> Result<(), Error> {
+    socket
+        .connect(endpoint)
+        .await
+        .map_err(|source| Error::Socket {
+            action: "connect",
+            socket: name,
+            endpoint: Some(endpoint.to_string()),
+            source,
+        })
+}
+
+/// The frames as one message (`None` for no frames, which is no message).
+pub fn message(frames: Vec<Vec<u8>>) -> Option<ZmqMessage> {
+    ZmqMessage::try_from(frames.into_iter().map(Bytes::from).collect::<Vec<_>>()).ok()
+}
+
+/// The frames of a received message, borrowed.
+pub fn frames(message: &ZmqMessage) -> Vec<&[u8]> {
+    message.iter().map(|b| b.as_ref()).collect()
+}
+
+/// Sends `frames`, waiting at most [`SEND_TIMEOUT`]. `Ok(false)`: dropped (the peer is gone or
+/// does not read), which is what a ROUTER does with undeliverable messages.
+pub(crate) async fn send<S: SocketSend>(socket: &mut S, frames: Vec<Vec<u8>>) -> bool {
+    let Some(message) = message(frames) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await,
+        Ok(Ok(()))
+    )
+}
