@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use jupyter_handshake::message::Header;
 use jupyter_handshake::wire::{self, Limits};
 use jupyter_handshake::{Session, Signer};
-use jupyter_handshake_tokio::zeromq::{self, SocketRecv, SocketSend, ZmqMessage};
+use jupyter_handshake_tokio::zeromq::{self, SocketSend, ZmqMessage};
 use jupyter_handshake_tokio::{
-    Clock, Iopub, KernelOptions, KernelSockets, frames, message, start_kernel,
+    Clock, Iopub, KernelOptions, KernelSockets, frames, message, recv, start_kernel,
 };
 use serde_json::{Value, json};
 
@@ -49,7 +49,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         count: 0,
     };
     tokio::spawn(async move {
-        while let Ok(ping) = hb.recv().await {
+        while let Ok(ping) = recv(&mut hb).await {
             if hb.send(ping).await.is_err() {
                 break;
             }
@@ -61,8 +61,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let (mut shell, mut control) = (shell, control);
     loop {
         let (message, on_control) = tokio::select! {
-            m = shell.recv() => (m?, false),
-            m = control.recv() => (m?, true),
+            m = recv(&mut shell) => (m?, false),
+            m = recv(&mut control) => (m?, true),
         };
         let socket = if on_control { &mut control } else { &mut shell };
         if kernel.handle(socket, &message).await? {

@@ -14,12 +14,12 @@ use jupyter_handshake::wire::{self, Limits};
 use jupyter_handshake::{ConnectionFile, Session, Signer};
 use serde_json::{Value, json};
 use tokio::time::Instant as TokioInstant;
-use zeromq::{DealerSocket, Socket, SocketRecv, SubSocket, ZmqMessage};
+use zeromq::{DealerSocket, Socket, SubSocket, ZmqMessage};
 
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::files::new_session_id;
-use crate::sockets::{connect, send};
+use crate::sockets::{connect, recv, send};
 
 /// How often `wait_for_ready` repeats its `kernel_info_request` while IOPub stays silent (a SUB
 /// misses what was published before its subscription arrived).
@@ -249,8 +249,8 @@ impl Client {
                 Channel::Control => &mut self.control,
             };
             let got = tokio::select! {
-                m = socket.recv() => m.ok().map(|m| (Source::Reply, m)),
-                m = self.iopub.recv() => m.ok().map(|m| (Source::Iopub, m)),
+                m = recv(socket) => m.ok().map(|m| (Source::Reply, m)),
+                m = recv(&mut self.iopub) => m.ok().map(|m| (Source::Iopub, m)),
                 () = tokio::time::sleep_until(end) => return None,
             };
             let Some((which, message)) = got else {

@@ -29,14 +29,14 @@ use jupyter_handshake::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zeromq::{
-    DealerSocket, PubSocket, RepSocket, ReqSocket, RouterSocket, Socket, SocketOptions, SocketRecv,
-    XPubSocket, ZmqMessage,
+    DealerSocket, PubSocket, RepSocket, ReqSocket, RouterSocket, Socket, SocketOptions, XPubSocket,
+    ZmqMessage,
 };
 
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::files::{MAX_FILE_LEN, new_session_id, write_private_atomic};
-use crate::sockets::{bind, connect, frames, send};
+use crate::sockets::{bind, connect, frames, recv, send};
 
 /// How long to sleep when the core names no deadline (it always does while waiting; this only
 /// bounds a wait that should not happen).
@@ -212,8 +212,8 @@ enum Registration {
 impl Registration {
     async fn recv(&mut self) -> zeromq::ZmqResult<ZmqMessage> {
         match self {
-            Self::Req(s) => s.recv().await,
-            Self::Dealer(s) => s.recv().await,
+            Self::Req(s) => recv(s).await,
+            Self::Dealer(s) => recv(s).await,
         }
     }
 }
@@ -252,7 +252,7 @@ impl Start<'_> {
             let replies = self.replies.as_mut();
             let woke = tokio::select! {
                 reply = async { replies?.recv().await }, if has_replies => Woke::Reply(reply),
-                frame = async { xpub?.recv().await.ok() }, if watching => Woke::Iopub(frame),
+                frame = async { recv(xpub?).await.ok() }, if watching => Woke::Iopub(frame),
                 () = tokio::time::sleep(sleep) => Woke::Time,
             };
             match woke {

@@ -43,20 +43,26 @@ use jupyter_handshake::{
     Rejection, Transport,
 };
 use tokio::process::{Child, Command};
-use zeromq::{RouterSocket, Socket, SocketRecv};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use zeromq::{RouterSendHalf, RouterSocket, Socket, ZmqMessage};
 
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::files::{
     FileWatch, create_private_dir, new_session_id, random_key, runtime_dir, write_private_atomic,
 };
-use crate::sockets::{bind, frames, send};
+use crate::sockets::{bind, frames, recv, send};
 
 /// The longest the launcher sleeps before looking at the kernels' processes and files again.
 const TICK: Duration = Duration::from_millis(10);
 
 /// At most this many messages per wake-up, so a flood cannot hide a kernel's exit.
 const MAX_BATCH: usize = 64;
+
+/// Received messages queued between the receiving task and the launcher at most (a flood
+/// waits in zeromq and the kernel's socket buffers beyond that, not in our memory).
+const INCOMING: usize = 256;
 
 /// Where a kernel's stdout or stderr go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -198,7 +204,12 @@ impl Member {
 pub struct Launcher {
     clock: Clock,
     registrar: Registrar,
-    router: RouterSocket,
+    /// The registration socket's sending half.
+    router: RouterSendHalf,
+    /// What the receiving task read from the registration socket, in order.
+    incoming: mpsc::Receiver<ZmqMessage>,
+    /// That task: it owns the receiving half and is never cancelled mid-`recv`.
+    receiver: JoinHandle<()>,
     options: LaunchOptions,
     dir: PathBuf,
     session_id: String,
@@ -255,10 +266,21 @@ impl Launcher {
             }
         }
         let router = router.ok_or(Error::Internal("the registrar never asked for its socket"))?;
+        let (router, mut receiving) = router.split();
+        let (tx, incoming) = mpsc::channel(INCOMING);
+        let receiver = tokio::spawn(async move {
+            while let Ok(message) = recv(&mut receiving).await {
+                if tx.send(message).await.is_err() {
+                    break;
+                }
+            }
+        });
         Ok(Self {
             clock,
             registrar,
             router,
+            incoming,
+            receiver,
             options,
             dir,
             session_id,
@@ -385,28 +407,23 @@ impl Launcher {
                 .poll_timeout()
                 .map_or(TICK, |d| self.clock.until(d))
                 .min(TICK);
-            // `recv` on a zeromq ROUTER is cancellation-safe: a message is either returned or
-            // left queued.
             let first = tokio::select! {
-                message = self.router.recv() => Some(message),
+                message = self.incoming.recv() => Some(message),
                 () = tokio::time::sleep(sleep) => None,
             };
             let Some(first) = first else { continue };
-            let mut message = first.map_err(|source| Error::Socket {
-                action: "receive on",
-                socket: "registration",
-                endpoint: None,
-                source,
-            })?;
+            let mut message = first.ok_or(Error::Internal(
+                "zeromq stopped delivering on the registration socket",
+            ))?;
             for _ in 0..MAX_BATCH {
                 let now = self.clock.now();
                 self.registrar
                     .handle_input(now, RegistrarInput::Received(&frames(&message)))?;
                 self.drain(observer).await?;
                 // Whatever else is queued already, without waiting.
-                match tokio::time::timeout(Duration::ZERO, self.router.recv()).await {
-                    Ok(Ok(next)) => message = next,
-                    _ => break,
+                match self.incoming.try_recv() {
+                    Ok(next) => message = next,
+                    Err(_) => break,
                 }
             }
         }
@@ -577,6 +594,7 @@ impl Launcher {
 impl Drop for Launcher {
     /// Kills the kernels that were never handed over and removes their files.
     fn drop(&mut self) {
+        self.receiver.abort();
         for member in &mut self.members {
             if let Some(mut child) = member.child.take() {
                 let _ = child.start_kill();

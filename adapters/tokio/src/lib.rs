@@ -1,7 +1,107 @@
 //! # jupyter-handshake-tokio
 //!
-//! A tokio driver for the [`jupyter_handshake`] sans-IO core, over the pure-Rust
-//! [`zeromq`] crate.
+//! A tokio driver for the [`jupyter_handshake`] sans-IO core, over the pure-Rust [`zeromq`]
+//! crate (0.6, the one evcxr, runtimed, Deno's kernel and Kallichore use): race-free kernel
+//! launches (JEP 66) in either dialect, on the runtime and the ZeroMQ those projects already
+//! have, with no C or C++ compiler (it builds for Windows).
+//!
+//! The driver only moves bytes, time, processes and files: it binds, connects, sends,
+//! receives, sleeps until the core's deadline, writes files (atomically, owner-only), spawns
+//! and watches kernels. Every protocol decision is the core's.
+//!
+//! ```
+//! # #[cfg(unix)]
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use jupyter_handshake_tokio::{KernelOptions, LaunchOptions, Launcher, files, start_kernel};
+//! use std::time::Duration;
+//!
+//! let dir = std::env::temp_dir().join(format!("jh-doc-{}", files::new_session_id()));
+//! let mut launcher = Launcher::bind(LaunchOptions { dir: Some(dir.clone()), ..LaunchOptions::default() }).await?;
+//!
+//! // The kernel side. Normally the launched process runs this with the path it is given
+//! // (`{connection_file}`); here a task of this process finds the file instead.
+//! let kernel = tokio::spawn(async move {
+//!     let path = loop {
+//!         let found = std::fs::read_dir(&dir)?.flatten().map(|e| e.path()).find(|p| {
+//!             p.extension().is_some_and(|x| x == "json")
+//!                 && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("kernel-"))
+//!         });
+//!         match found {
+//!             Some(path) => break path,
+//!             None => tokio::time::sleep(Duration::from_millis(5)).await,
+//!         }
+//!     };
+//!     let started = start_kernel(&path, &KernelOptions::default()).await?;
+//!     std::fs::remove_dir_all(&dir)?;
+//!     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(started)
+//! });
+//!
+//! // The launcher side: a stand-in process, and the registration arrives from the task.
+//! let mut launched = launcher.launch(&["sleep".into(), "30".into()]).await?;
+//! let started = kernel.await?.map_err(|e| e.to_string())?;
+//! assert_eq!(launched.connection.ports, started.connection.ports);
+//! launched.child.kill().await?;
+//! # Ok(()) }
+//! # #[cfg(not(unix))]
+//! # fn main() {}
+//! ```
+//!
+//! * [`kernel`]: [`start_kernel`] binds the five channels on port 0, registers (Posit: REQ,
+//!   upstream: DEALER, as the file says) and returns the bound `zeromq` sockets.
+//! * [`launcher`]: a [`Launcher`] is one registration ROUTER for many launches (the core's
+//!   `Registrar`), with restarts through the same socket; [`launch`] is one launch on a socket
+//!   of its own.
+//! * [`client`]: a [`Client`] for kernel_info, execute, shutdown.
+//! * [`clock`], [`files`]: the core's timeline; private atomic files, the runtime dir, a file
+//!   watch that does not trust the file, keys.
+//!
+//! ## Futures and cancellation
+//!
+//! Every future is `Send` and runs on tokio's multi-thread runtime (the tests run there).
+//! Cancellation-safe, for `select!`: [`Client`]'s waits lose no message (zeromq's DEALER and SUB
+//! `recv` are). Safe to drop but not cancellation-safe: [`start_kernel`] (dropping it drops
+//! the sockets; the launcher then times out), and the [`Launcher`]'s `launch`, `launch_many`
+//! and `restart` (kernels they started stay with the `Launcher` and are stopped when it is
+//! dropped; see [`launcher`]).
+//!
+//! ## What zeromq 0.6 does and does not do
+//!
+//! * XPUB exists, so [`KernelOptions::wait_for_iopub`] (stay `Registered` until the first IOPub
+//!   subscription) is supported; but zeromq's XPUB only learns subscriptions in `recv`, so
+//!   the kernel gets an [`Iopub::XPub`] it must keep receiving on ([`kernel`]).
+//! * zeromq has no `ZMQ_MAXMSGSIZE`: a peer can make it buffer a frame as large as it
+//!   announces before the core sees (and rejects) it. The core bounds everything it is given
+//!   (64 KiB frames, 64 frames on the registration socket), but the bound applies after
+//!   zeromq's read. Bind registration sockets on loopback (the default) only.
+//! * **Known bug: zeromq's ROUTER loses messages in a burst of connections.** With 100
+//!   kernels registering at once on one [`Launcher`], about one registration in a hundred never
+//!   comes out of the ROUTER's `recv` (every connection is accepted and the kernel's send
+//!   completes); the kernel then times out and the launch fails with `KernelExited`. zeromq 0.7
+//!   behaves the same; libzmq's ROUTER (the blocking `jupyter-handshake-zmq` driver) registers
+//!   the same 100 tokio kernels every time. Launches of a few kernels at a time are not
+//!   affected in our tests. The fleet tests (`tests/hostile.rs`) are `#[ignore]`d until this is
+//!   fixed or worked around.
+//! * **zeromq's fair queue spins on an exhausted tokio budget**: use [`recv`] (it runs
+//!   `recv` unconstrained) rather than `SocketRecv::recv` on a busy task; the driver does.
+//! * A send to a vanished peer fails in zeromq (libzmq's ROUTER drops it silently); the driver
+//!   drops it too, and bounds every send to 1 s, so a peer that stops reading cannot hang it.
+//!
+//! ## Windows
+//!
+//! Cross-built and linted for `x86_64-pc-windows-gnu` in CI (running is not possible there).
+//! * **No 0600.** Files are created with the ACL they inherit from their directory. The default
+//!   directory, [`files::runtime_dir`], is `%APPDATA%\jupyter\runtime`, inside the user's
+//!   profile, whose ACL grants the user, `SYSTEM` and Administrators only: that is what
+//!   protects the key. Give [`LaunchOptions::dir`] only a directory as private.
+//! * **Handles.** The registration socket (mio: `WSA_FLAG_NO_HANDLE_INHERIT`) and every file
+//!   (std: not inheritable) are never inherited by a kernel; the kernel gets its stdio only.
+//!   On Unix the same holds through `SOCK_CLOEXEC`/`O_CLOEXEC` (tested on Linux).
+//! * **Exit detection.** `tokio::process::Child::try_wait`, every 10 ms while a launch is
+//!   pending: on Windows an exit code only (never a signal; a killed kernel reads as code 1).
+//! * **Symlinks.** The file watch opens with `FILE_FLAG_OPEN_REPARSE_POINT` and refuses what is
+//!   not a regular file, so a reparse point is never followed.
+//! * **ipc** goes through zeromq's AF_UNIX support on Windows 10+.
 
 pub mod client;
 pub mod clock;
@@ -10,7 +110,7 @@ pub mod files;
 pub mod kernel;
 pub mod launcher;
 mod sockets;
-pub use sockets::{frames, message};
+pub use sockets::{frames, message, recv};
 
 pub use client::{Channel, Client, ExecuteOutcome};
 pub use clock::Clock;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use jupyter_handshake::Transport;
-use zeromq::{Endpoint, Socket, SocketSend, ZmqMessage};
+use zeromq::{Endpoint, Socket, SocketRecv, SocketSend, ZmqMessage, ZmqResult};
 
 use crate::error::Error;
 use crate::files::free_ipc_port;
@@ -80,14 +80,33 @@ pub fn frames(message: &ZmqMessage) -> Vec<&[u8]> {
     message.iter().map(|b| b.as_ref()).collect()
 }
 
-/// Sends `frames`, waiting at most [`SEND_TIMEOUT`]. `Ok(false)`: dropped (the peer is gone or
+/// Sends `frames`, waiting at most [`SEND_TIMEOUT`]. `false`: dropped (the peer is gone or
 /// does not read), which is what a ROUTER does with undeliverable messages.
+///
+/// The send runs outside tokio's cooperative budget (`unconstrained`). zeromq 0.6's ROUTER
+/// holds a lock on its peer table across the awaited write; a write forced to yield by an
+/// exhausted budget kept that lock while the runtime's workers blocked on it in zeromq's
+/// synchronous disconnect handling (a peer closing its socket after its reply): with every
+/// worker blocked, the runtime stopped (seen with 100 kernels registering at once on 2
+/// workers). Unconstrained, a write to a socket with room in its buffer completes in the same
+/// poll, so the lock is never held across a yield except for a peer that stops reading.
 pub(crate) async fn send<S: SocketSend>(socket: &mut S, frames: Vec<Vec<u8>>) -> bool {
     let Some(message) = message(frames) else {
         return false;
     };
-    matches!(
-        tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await,
-        Ok(Ok(()))
-    )
+    let sent = tokio::task::unconstrained(tokio::time::timeout(SEND_TIMEOUT, socket.send(message)));
+    matches!(sent.await, Ok(Ok(())))
+}
+
+/// Receives one message, outside tokio's cooperative budget.
+///
+/// Use this rather than `SocketRecv::recv` on a busy task. zeromq 0.6's fair queue (ROUTER,
+/// DEALER, SUB, XPUB, REQ's peers) loops over its streams until one is ready; a stream that
+/// answers `Pending` and wakes itself at once — which is what tokio's I/O does when the task's
+/// cooperative budget is spent — is polled again at once, forever: the task spins and never
+/// yields (seen here: a launcher that handled ~100 registrations in one poll hung with one
+/// core at 100 %). Unconstrained, the budget never runs out, so `Pending` means "no data".
+/// Cancellation-safe exactly when the socket's own `recv` is.
+pub async fn recv<S: SocketRecv + Send>(socket: &mut S) -> ZmqResult<ZmqMessage> {
+    tokio::task::unconstrained(socket.recv()).await
 }
