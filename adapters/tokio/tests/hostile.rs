@@ -3,6 +3,8 @@
 //! one socket (10 % forging first, 5 % dying), a restart through the same socket, and no
 //! registration socket inherited by a kernel.
 
+#![cfg(unix)]
+
 mod common;
 
 use std::collections::HashSet;

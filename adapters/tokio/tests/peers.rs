@@ -2,6 +2,8 @@
 //! ipykernel (file rewrite), xeus-python (upstream), the blocking zmq launcher (libzmq) starting
 //! the tokio kernel, and jupyter_client's `KernelManager` starting it from a kernelspec.
 
+#![cfg(unix)]
+
 mod common;
 
 use common::{WAIT, options, round_trip, tokio_kernel, tokio_kernel_argv};
