@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{WAIT, options, round_trip, tokio_kernel, tokio_kernel_argv};
+use common::{WAIT, example, options, round_trip, tokio_kernel, tokio_kernel_argv};
 use jupyter_handshake::{Dialect, Evidence};
 use jupyter_handshake_tests::{TempDir, our_kernel_argv, python_script, python_str, run};
 use jupyter_handshake_tokio::{Launcher, launch};
@@ -150,4 +150,38 @@ fn kernel_manager_runs_the_tokio_kernel_from_its_kernelspec() {
         assert_eq!(execution["reply"]["execution_count"], i + 1);
     }
     assert_eq!(result["exit_code"], 0, "{}", out.describe());
+}
+
+/// The runtimed-style example starts stock ipykernel (Posit file, rewritten) and the tokio kernel
+/// (upstream dialect) race-free, and talks to each.
+#[test]
+fn the_race_free_client_example_starts_ipykernel_and_the_tokio_kernel() {
+    let runtime = TempDir::new("tokio-example");
+    let client = example("race_free_client");
+    let ipykernel = [
+        python_str(),
+        "-m".into(),
+        "ipykernel_launcher".into(),
+        "-f".into(),
+        "{connection_file}".into(),
+    ];
+    let tokio = [
+        "--upstream".to_string(),
+        tokio_kernel(),
+        "{connection_file}".into(),
+    ];
+    for (argv, implementation, evidence) in [
+        (&ipykernel[..], "ipython", "FileRewrite"),
+        (&tokio[..], "tokio_kernel", "Request"),
+    ] {
+        let mut command = std::process::Command::new(&client);
+        command
+            .args(argv)
+            .env("JUPYTER_RUNTIME_DIR", runtime.path());
+        let out = run(command);
+        out.assert_success();
+        assert!(out.stdout.contains(implementation), "{}", out.describe());
+        assert!(out.stdout.contains(evidence), "{}", out.describe());
+        assert!(out.stdout.contains("execute: \"ok\""), "{}", out.describe());
+    }
 }

@@ -15,32 +15,28 @@ use jupyter_handshake_tokio::{ChildStdio, Client, LaunchOptions, Launched};
 /// How long any one wait of a test may take (generous: CI has two cores).
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// The `tokio_kernel` example binary (built once per test process; `cargo test` builds examples
-/// anyway, so this is normally a no-op).
+/// The `tokio_kernel` example binary.
 pub fn tokio_kernel() -> String {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let path = BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "-p",
-                "jupyter-handshake-tokio",
-                "--example",
-                "tokio_kernel",
-            ])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the tokio_kernel example failed");
-        let exe = target_dir()
-            .join("debug")
-            .join("examples")
-            .join(format!("tokio_kernel{}", std::env::consts::EXE_SUFFIX));
-        assert!(exe.is_file(), "{} missing", exe.display());
-        exe
-    });
-    path_string(path)
+    path_string(BUILT.get_or_init(|| example("tokio_kernel")))
+}
+
+/// The example `name`, built (`cargo test` builds the examples anyway, so this is normally a
+/// no-op).
+pub fn example(name: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["build", "-p", "jupyter-handshake-tokio", "--example", name])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the {name} example failed");
+    let exe = target_dir()
+        .join("debug")
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(exe.is_file(), "{} missing", exe.display());
+    exe
 }
 
 /// `[tokio_kernel, {connection_file}]`.
