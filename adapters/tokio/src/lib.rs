@@ -124,3 +124,48 @@ pub use launcher::{ChildStdio, LaunchOptions, Launched, Launcher, launch};
 pub use jupyter_handshake;
 /// The zeromq crate, re-exported so callers use the same version.
 pub use zeromq;
+
+/// Compile-time proof that the public futures are `Send` (usable with `tokio::spawn` on the
+/// multi-thread runtime).
+#[cfg(test)]
+#[allow(dead_code, clippy::let_underscore_future)]
+mod futures_are_send {
+    use super::*;
+
+    fn send<T: Send>(_: &T) {}
+
+    async fn launcher_calls(mut launcher: Launcher, mut launched: Launched) {
+        let _ = launcher.launch(&[]).await;
+        let _ = launcher.launch_many(&[]).await;
+        let _ = launcher.restart(&mut launched).await;
+    }
+
+    async fn client_calls(mut client: Client) {
+        let _ = client.wait_for_ready(std::time::Duration::ZERO).await;
+        let _ = client.execute("", std::time::Duration::ZERO).await;
+        let _ = client.shutdown(std::time::Duration::ZERO).await;
+    }
+
+    fn check(
+        launcher: Launcher,
+        launched: Launched,
+        client: Client,
+        c: &jupyter_handshake::ConnectionFile,
+    ) {
+        send(&launcher_calls(launcher, launched));
+        send(&client_calls(client));
+        send(&Client::connect(c));
+        send(&launch(&[], &LaunchOptions::default()));
+        send(&Launcher::bind(LaunchOptions::default()));
+        send(&start_kernel(
+            std::path::Path::new("k.json"),
+            &KernelOptions::default(),
+        ));
+    }
+
+    #[test]
+    fn the_check_compiles() {
+        // The proof is `check` type-checking; this test only makes it part of the test build.
+        let _ = check as fn(Launcher, Launched, Client, &jupyter_handshake::ConnectionFile);
+    }
+}
