@@ -13,14 +13,14 @@
 
 use std::time::{Duration, Instant as StdInstant};
 
-use jupyter_handshake::registrar::RegistrarEvent;
+use jupyter_handshake::RegistrarEvent;
 use jupyter_handshake::{
     KernelEvent, KernelFile, KernelState, LauncherAction, LauncherConfig, LauncherEvent,
     LauncherHandshake, LauncherInput, Output,
 };
 use jupyter_handshake_zmq::Clock;
 use jupyter_handshake_zmq::blocking::{self, ChildStdio, LaunchOptions, Launcher};
-use jupyter_handshake_zmq::files::{new_session_id, random_key};
+use jupyter_handshake_zmq::files::random_key;
 use jupyter_handshake_zmq::kernel::KernelOptions;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -92,11 +92,7 @@ fn report(name: &str, samples: &mut [Duration], per_second: Option<f64>) {
 /// One loopback handshake; the time from the kernel's ports bound to both sides Connected.
 fn loopback_round(ctx: &zmq::Context) -> Res<Duration> {
     let clock = Clock::new();
-    let mut launcher = LauncherHandshake::new(LauncherConfig {
-        key: random_key(),
-        session_id: new_session_id(),
-        ..LauncherConfig::default()
-    });
+    let mut launcher = LauncherHandshake::new(LauncherConfig::new(random_key())?);
     let router = ctx.socket(zmq::ROUTER)?;
     router.set_linger(1000)?;
     let mut file = None;
@@ -125,9 +121,7 @@ fn loopback_round(ctx: &zmq::Context) -> Res<Duration> {
             }
             let frames = router.recv_multipart(0).map_err(|e| e.to_string())?;
             let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-            launcher
-                .handle_input(clock.now(), LauncherInput::Received(&refs))
-                .map_err(|e| e.to_string())?;
+            launcher.receive(clock.now(), &refs);
             let mut connected = None;
             loop {
                 match launcher.poll_output() {

@@ -29,7 +29,7 @@ use jupyter_handshake::{
     KernelFile, LauncherAction, LauncherConfig, LauncherHandshake, LauncherInput, Output,
 };
 use jupyter_handshake_zmq::asynchronous::{self, Router};
-use jupyter_handshake_zmq::files::{new_session_id, random_key};
+use jupyter_handshake_zmq::files::random_key;
 use jupyter_handshake_zmq::kernel::KernelOptions;
 use jupyter_handshake_zmq::{Clock, blocking};
 
@@ -80,11 +80,7 @@ fn bound_launcher(
     ctx: &zmq::Context,
     clock: &Clock,
 ) -> Res<(LauncherHandshake, zmq::Socket, KernelFile)> {
-    let mut launcher = LauncherHandshake::new(LauncherConfig {
-        key: random_key(),
-        session_id: new_session_id(),
-        ..LauncherConfig::default()
-    });
+    let mut launcher = LauncherHandshake::new(LauncherConfig::new(random_key())?);
     let router = ctx.socket(zmq::ROUTER)?;
     router.set_linger(1000)?;
     let mut file = None;
@@ -113,7 +109,7 @@ fn launcher_step(
     clock: &Clock,
     frames: &[&[u8]],
 ) -> Res<Vec<Vec<Vec<u8>>>> {
-    launcher.handle_input(clock.now(), LauncherInput::Received(frames))?;
+    launcher.receive(clock.now(), frames);
     let mut out = Vec::new();
     loop {
         match launcher.poll_output() {

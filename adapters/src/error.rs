@@ -5,8 +5,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use jupyter_handshake::connection::ConnectionFileError;
-use jupyter_handshake::registrar::RegistrarError;
+use jupyter_handshake::ConnectionFileError;
+use jupyter_handshake::RegistrarError;
 use jupyter_handshake::{Failure, Rejection, UsageError};
 
 /// `12.345 s`, the way the core's own messages print durations.

@@ -150,7 +150,7 @@ pub fn random_key() -> Key {
 
 /// A fresh session id: 16 random bytes formatted as a version-4 UUID
 /// (`xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`), unique per process as the core's
-/// [`Session`](jupyter_handshake::Session) requires.
+/// [`Session`](jupyter_handshake::message::Session) requires.
 ///
 /// # Panics
 ///

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use jupyter_handshake::registrar::RegistrarEvent;
+use jupyter_handshake::RegistrarEvent;
 use jupyter_handshake::{Dialect, Evidence, ExitStatus, Failure, Instant, LauncherEvent};
 
 use crate::blocking::testkit::helper_kernel_argv;

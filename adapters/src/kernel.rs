@@ -111,7 +111,7 @@ impl<'a, R: Wrap, X: Wrap> Start<'a, R, X> {
         let config = KernelConfig {
             ack_timeout: options.ack_timeout,
             wait_for_iopub: options.wait_for_iopub,
-            session_id: options.session_id.clone(),
+            session_id: Some(options.session_id.clone()),
             username: options.username.clone(),
             ..KernelConfig::default()
         };
@@ -151,8 +151,7 @@ impl<'a, R: Wrap, X: Wrap> Start<'a, R, X> {
             return Ok(());
         }
         let now = self.clock.now();
-        self.machine
-            .handle_input(now, KernelInput::Received(frames))?;
+        self.machine.receive(now, frames);
         self.drain()?;
         Ok(())
     }
@@ -229,7 +228,7 @@ impl<'a, R: Wrap, X: Wrap> Start<'a, R, X> {
                         _ => {}
                     }
                 }
-                Output::Timeout(deadline) => return Ok(deadline),
+                Output::Timeout(deadline) => return Ok(deadline.at()),
             }
         }
     }

@@ -30,83 +30,13 @@
 //! # Ok::<(), jupyter_handshake_zmq::kernelspec::KernelSpecError>(())
 //! ```
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-/// How a launcher starts a kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum LaunchMode {
-    /// Write a Posit-dialect registration file and wait for the kernel to register its ports (a
-    /// `handshake_request`, or a rewrite of the file): no port race.
-    #[default]
-    Handshake,
-    /// Write an upstream-dialect registration file (with a `kernel_id`) and wait for the
-    /// kernel's content-only signed request on the registration socket: no port race.
-    Upstream,
-    /// Pick five free ports, write a classic connection file and hope the kernel gets to bind
-    /// them before anything else does: racy, for kernels that cannot register.
-    Classic,
-}
-
-impl LaunchMode {
-    /// The handshake dialect of this mode; `None` for classic.
-    pub fn dialect(self) -> Option<jupyter_handshake::Dialect> {
-        match self {
-            Self::Handshake => Some(jupyter_handshake::Dialect::Posit),
-            Self::Upstream => Some(jupyter_handshake::Dialect::Upstream),
-            Self::Classic => None,
-        }
-    }
-
-    /// The mode a kernelspec's `kernel_protocol_version` implies: `major.minor` ≥ 5.6 ⇒
-    /// [`Upstream`](Self::Upstream); 5.5 ⇒ [`Handshake`](Self::Handshake); missing, lower or
-    /// unparseable ⇒ [`Classic`](Self::Classic) (see the [module docs](self) for why).
-    ///
-    /// Both `major` and `minor` must be decimal integers; further components are ignored, so
-    /// `"5.5.0"` means 5.5 (Kallichore, which splits at the first dot only, would call it
-    /// unparseable). A version without a minor (`"5"`, `"6"`) is unparseable, as in Kallichore.
-    ///
-    /// ```
-    /// use jupyter_handshake_zmq::LaunchMode;
-    /// assert_eq!(LaunchMode::from_protocol_version(Some("5.5")), LaunchMode::Handshake);
-    /// assert_eq!(LaunchMode::from_protocol_version(Some("5.10")), LaunchMode::Upstream);
-    /// assert_eq!(LaunchMode::from_protocol_version(Some("5.4")), LaunchMode::Classic);
-    /// assert_eq!(LaunchMode::from_protocol_version(None), LaunchMode::Classic);
-    /// ```
-    pub fn from_protocol_version(version: Option<&str>) -> Self {
-        let Some(version) = version else {
-            return Self::Classic;
-        };
-        let mut components = version.trim().split('.');
-        let number = |c: Option<&str>| {
-            c.filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|c| c.parse::<u32>().ok())
-        };
-        match (number(components.next()), number(components.next())) {
-            (Some(major), Some(minor)) if (major, minor) >= (5, 6) => Self::Upstream,
-            (Some(5), Some(5)) => Self::Handshake,
-            _ => Self::Classic,
-        }
-    }
-
-    /// `"handshake"`, `"upstream"` or `"classic"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Handshake => "handshake",
-            Self::Upstream => "upstream",
-            Self::Classic => "classic",
-        }
-    }
-}
-
-impl fmt::Display for LaunchMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The mode rule is the protocol's, so it lives in the core.
+pub use jupyter_handshake::LaunchMode;
 
 /// A kernelspec: the content of a `kernel.json`.
 #[derive(Clone, Debug, PartialEq)]
@@ -270,41 +200,6 @@ impl KernelSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn version_rule() {
-        let cases = [
-            ("5.5", LaunchMode::Handshake),
-            ("5.5.0", LaunchMode::Handshake),
-            (" 5.5 ", LaunchMode::Handshake),
-            ("5.6", LaunchMode::Upstream),
-            ("5.10", LaunchMode::Upstream),
-            ("6.0", LaunchMode::Upstream),
-            ("10.1", LaunchMode::Upstream),
-            (" 5.6 ", LaunchMode::Upstream),
-            ("5.4", LaunchMode::Classic),
-            ("4.9", LaunchMode::Classic),
-            ("5.3", LaunchMode::Classic),
-            ("5", LaunchMode::Classic),
-            ("6", LaunchMode::Classic),
-            ("", LaunchMode::Classic),
-            ("x", LaunchMode::Classic),
-            ("5.x", LaunchMode::Classic),
-            ("5.", LaunchMode::Classic),
-            (".5", LaunchMode::Classic),
-            ("+5.5", LaunchMode::Classic),
-            ("5.-5", LaunchMode::Classic),
-            ("99999999999.5", LaunchMode::Classic),
-        ];
-        for (version, mode) in cases {
-            assert_eq!(
-                LaunchMode::from_protocol_version(Some(version)),
-                mode,
-                "{version:?}"
-            );
-        }
-        assert_eq!(LaunchMode::from_protocol_version(None), LaunchMode::Classic);
-    }
 
     #[test]
     fn reads_and_writes_kernel_json_keeping_unknown_fields() {

@@ -66,7 +66,7 @@ use crate::files::{
 };
 use crate::kernelspec::LaunchMode;
 use crate::sockets::{Wrap, bind, configure, send, socket};
-use jupyter_handshake::registrar::{
+use jupyter_handshake::{
     LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarError,
     RegistrarEvent, RegistrarInput,
 };
@@ -438,7 +438,10 @@ fn file_dir(options: &LaunchOptions) -> Result<PathBuf, Error> {
 pub(crate) struct Run<'a, S> {
     ctx: &'a zmq::Context,
     clock: Clock,
-    machine: LauncherHandshake,
+    /// The core's machine; `None` for a classic launch, which makes no protocol decision.
+    machine: Option<LauncherHandshake>,
+    /// A classic launch's connection file, until it is written.
+    classic: Option<ConnectionFile>,
     options: &'a LaunchOptions,
     argv: &'a [String],
     /// The registration socket, once bound.
@@ -462,31 +465,38 @@ impl<'a, S: Wrap> Run<'a, S> {
         let dir = file_dir(options)?;
         let session_id = new_session_id();
         let kernel = Kernel::new(&dir, &session_id);
-        let config = LauncherConfig {
-            transport: options.transport,
-            ip: options.ip.clone(),
-            key: random_key(),
-            registration_timeout: options.timeout,
-            session_id,
-            ..LauncherConfig::default()
+        let key = random_key();
+        let config = match options.mode.dialect() {
+            Some(Dialect::Upstream) => LauncherConfig::upstream(key.clone(), new_session_id()),
+            _ => LauncherConfig::new(key.clone()),
         };
-        let machine = match options.mode {
-            LaunchMode::Handshake => LauncherHandshake::new(config),
-            LaunchMode::Upstream => LauncherHandshake::new(LauncherConfig {
-                dialect: Dialect::Upstream,
-                kernel_id: new_session_id(),
-                ..config
-            }),
+        let mut config = config.map_err(|_| Error::Internal("a random key is never empty"))?;
+        config.transport = options.transport;
+        config.ip.clone_from(&options.ip);
+        config.registration_timeout = options.timeout;
+        config.session_id = Some(session_id);
+        let (machine, classic) = match options.mode {
+            LaunchMode::Handshake | LaunchMode::Upstream => {
+                (Some(LauncherHandshake::new(config)), None)
+            }
             LaunchMode::Classic => {
                 let ports = pick_classic_ports(options.transport, &options.ip)
                     .map_err(LaunchError::Ports)?;
-                LauncherHandshake::classic(config, ports)
+                let connection = ConnectionFile::new(
+                    options.transport,
+                    options.ip.clone(),
+                    config.signature_scheme,
+                    key,
+                    ports,
+                );
+                (None, Some(connection))
             }
         };
         Ok(Self {
             ctx,
             clock: Clock::new(),
             machine,
+            classic,
             options,
             argv,
             router: None,
@@ -497,7 +507,9 @@ impl<'a, S: Wrap> Run<'a, S> {
 
     /// Whether the launch is over (registered or failed).
     pub(crate) fn done(&self) -> bool {
-        self.machine.state().is_terminal()
+        self.machine
+            .as_ref()
+            .is_none_or(|machine| machine.state().is_terminal())
     }
 
     /// How long to wait at most for a message before the next [`tick`](Self::tick): until
@@ -513,58 +525,71 @@ impl<'a, S: Wrap> Run<'a, S> {
             return Ok(());
         }
         let now = self.clock.now();
-        self.machine
-            .handle_input(now, LauncherInput::Received(frames))?;
+        if let Some(machine) = self.machine.as_mut() {
+            machine.receive(now, frames);
+        }
         self.drain()?;
         Ok(())
     }
 
-    /// After each wake-up: reports a change of the file, then an exit of the child, then the
-    /// deadline (which may have passed meanwhile); returns the deadline to wait towards next
-    /// (`poll_output` never changes it).
+    /// After each wake-up: reports a change of the file, an exit of the child, and the deadline
+    /// (which may have passed meanwhile), all at one instant, so that their outcome is the
+    /// core's whatever their order; returns the deadline to wait towards next (`poll_output`
+    /// never changes it).
     pub(crate) fn tick(&mut self) -> Result<Option<Instant>, LaunchError> {
+        let now = self.clock.now();
         if !self.done() {
             if let Some(bytes) = self.kernel.file_change() {
-                let now = self.clock.now();
-                self.machine
-                    .handle_input(now, LauncherInput::FileChanged(&bytes))?;
-                self.drain()?;
+                self.feed(now, LauncherInput::FileChanged(&bytes))?;
             }
         }
         if !self.done() {
             if let Some(status) = self.kernel.exited()? {
-                let now = self.clock.now();
-                self.machine
-                    .handle_input(now, LauncherInput::KernelExited(status))?;
-                self.drain()?;
+                self.feed(now, LauncherInput::KernelExited(status))?;
             }
         }
-        let now = self.clock.now();
-        self.machine.handle_input(now, LauncherInput::Timeout)?;
+        self.feed(now, LauncherInput::Timeout)?;
         self.drain()
+    }
+
+    fn feed(&mut self, now: Instant, input: LauncherInput<'_>) -> Result<(), LaunchError> {
+        if let Some(machine) = self.machine.as_mut() {
+            machine.handle_input(now, input)?;
+        }
+        self.drain().map(drop)
     }
 
     /// Does everything the machine asks until it is drained; returns its deadline.
     pub(crate) fn drain(&mut self) -> Result<Option<Instant>, LaunchError> {
+        if let Some(mut connection) = self.classic.take() {
+            // Classic: no machine; the file names the ports we picked.
+            if connection.kernel_name.is_none() {
+                connection.kernel_name.clone_from(&self.options.kernel_name);
+            }
+            let bytes = connection.to_json_pretty();
+            self.kernel
+                .write_and_spawn(self.argv, self.options, bytes, &self.clock)?;
+            let event = LauncherEvent::Registered {
+                connection,
+                evidence: Evidence::Classic,
+            };
+            let now = self.clock.now();
+            (self.observer)(now, &event);
+            self.kernel.note(&event, now);
+        }
+        let Some(machine) = self.machine.as_mut() else {
+            return Ok(None);
+        };
         loop {
-            match self.machine.poll_output() {
+            match machine.poll_output() {
                 Output::Action(LauncherAction::BindRegistration { transport, ip }) => {
                     let (router, port) = bind_registration(self.ctx, transport, &ip)?;
                     self.router = Some(S::wrap(router));
                     let now = self.clock.now();
-                    self.machine
-                        .handle_input(now, LauncherInput::RegistrationBound { port })?;
+                    machine.handle_input(now, LauncherInput::RegistrationBound { port })?;
                 }
                 Output::Action(LauncherAction::WriteRegistrationFile(registration)) => {
                     let bytes = registration.to_json_pretty();
-                    self.kernel
-                        .write_and_spawn(self.argv, self.options, bytes, &self.clock)?;
-                }
-                Output::Action(LauncherAction::WriteConnectionFile(mut connection)) => {
-                    if connection.kernel_name.is_none() {
-                        connection.kernel_name.clone_from(&self.options.kernel_name);
-                    }
-                    let bytes = connection.to_json_pretty();
                     self.kernel
                         .write_and_spawn(self.argv, self.options, bytes, &self.clock)?;
                 }
@@ -584,7 +609,7 @@ impl<'a, S: Wrap> Run<'a, S> {
                     (self.observer)(now, &event);
                     self.kernel.note(&event, now);
                 }
-                Output::Timeout(deadline) => return Ok(deadline),
+                Output::Timeout(next) => return Ok(next.at()),
             }
         }
     }
@@ -639,7 +664,6 @@ impl<S: Wrap> Fleet<S> {
         let mut registrar = Registrar::new(RegistrarConfig {
             transport: options.transport,
             ip: options.ip.clone(),
-            session_id: session_id.clone(),
             ..RegistrarConfig::default()
         });
         let mut router = None;
@@ -803,7 +827,8 @@ impl<S: Wrap> Fleet<S> {
     /// How long to wait at most for a message before the next [`tick`](Self::tick).
     pub(crate) fn wait_for(&self) -> Duration {
         self.registrar
-            .poll_timeout()
+            .deadline()
+            .map(|d| d.at)
             .map_or(TICK, |d| self.clock.until(d))
             .min(TICK)
     }
@@ -815,8 +840,7 @@ impl<S: Wrap> Fleet<S> {
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
     ) -> Result<(), LaunchError> {
         let now = self.clock.now();
-        self.registrar
-            .handle_input(now, RegistrarInput::Received(frames))?;
+        self.registrar.receive(now, frames);
         self.drain(observer)
     }
 

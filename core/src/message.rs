@@ -260,6 +260,20 @@ pub fn upstream_request(content: &[u8]) -> Result<UpstreamRequest, MessageError>
     Ok(UpstreamRequest { kernel_id, ports })
 }
 
+/// The `kernel_id` an upstream request names, read *before* its signature is checked, only to
+/// find the one launch whose key can verify it (a [`Registrar`](crate::Registrar) then pays one
+/// HMAC, not one per launch). Never trusted: the verified content is read again.
+pub(crate) fn upstream_kernel_id(content: &[u8]) -> Option<Cow<'_, str>> {
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow)]
+        kernel_id: Cow<'a, str>,
+    }
+    serde_json::from_slice::<Peek<'_>>(content)
+        .ok()
+        .map(|peek| peek.kernel_id)
+}
+
 /// The `status` of a `handshake_reply`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReplyStatus {

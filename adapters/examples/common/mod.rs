@@ -7,7 +7,7 @@ use jupyter_handshake::{
     ConnectionFile, Instant, KernelAction, KernelConfig, KernelFile, KernelHandshake, KernelInput,
     KernelPorts, LauncherAction, LauncherConfig, LauncherHandshake, LauncherInput, Output,
 };
-use jupyter_handshake_zmq::files::{new_session_id, random_key};
+use jupyter_handshake_zmq::files::random_key;
 
 /// The sockets and machines of one kernel/launcher pair.
 pub(crate) struct Pair {
@@ -45,11 +45,8 @@ fn frames_of(socket: &zmq::Socket) -> Result<Option<Vec<Vec<u8>>>, zmq::Error> {
 impl Pair {
     /// A launcher machine with a fresh key, its registration ROUTER not yet bound.
     pub(crate) fn new(ctx: &zmq::Context) -> Result<Self, Box<dyn Error>> {
-        let launcher = LauncherHandshake::new(LauncherConfig {
-            key: random_key(),
-            session_id: new_session_id(),
-            ..LauncherConfig::default()
-        });
+        // The session id is derived from the key: unique per launch, as keys are.
+        let launcher = LauncherHandshake::new(LauncherConfig::new(random_key())?);
         Ok(Self {
             launcher,
             kernel: None,
@@ -71,8 +68,12 @@ impl Pair {
 
     /// The earliest deadline of both machines.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        let kernel = self.kernel.as_ref().and_then(KernelHandshake::poll_timeout);
-        [self.launcher.poll_timeout(), kernel]
+        let kernel = self
+            .kernel
+            .as_ref()
+            .and_then(|k| k.deadline())
+            .map(|d| d.at);
+        [self.launcher.deadline().map(|d| d.at), kernel]
             .into_iter()
             .flatten()
             .min()
@@ -94,14 +95,7 @@ impl Pair {
                         // Instead of writing a file and spawning a process, the "kernel" reads
                         // the very bytes a kernel would read.
                         let file = KernelFile::from_json(&file.to_json_pretty())?;
-                        let config = KernelConfig {
-                            session_id: new_session_id(),
-                            ..KernelConfig::default()
-                        };
-                        self.kernel = Some(KernelHandshake::new(file, config));
-                    }
-                    Output::Action(LauncherAction::WriteConnectionFile(_)) => {
-                        return Err("classic mode is not used here".into());
+                        self.kernel = Some(KernelHandshake::new(file, KernelConfig::default()));
                     }
                     Output::Transmit(t) => self.router.send_multipart(t.frames, 0)?,
                     Output::Event(_) => {}
@@ -172,8 +166,7 @@ impl Pair {
     ) -> Result<(), Box<dyn Error>> {
         while let Some(frames) = frames_of(&self.router)? {
             let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-            self.launcher
-                .handle_input(now, LauncherInput::Received(&refs))?;
+            self.launcher.receive(now, &refs);
             self.drive(ctx, now)?;
         }
         Ok(())
@@ -191,7 +184,7 @@ impl Pair {
         if let Some(frames) = frames_of(req)? {
             self.req_waiting = false;
             let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-            kernel.handle_input(now, KernelInput::Received(&refs))?;
+            kernel.receive(now, &refs);
             self.drive(ctx, now)?;
         }
         Ok(())

@@ -2,7 +2,7 @@
 //!
 //! The sequence, classic mode and what is left on disk are described in [`crate::launch`].
 
-use jupyter_handshake::registrar::RegistrarEvent;
+use jupyter_handshake::RegistrarEvent;
 use jupyter_handshake::{Dialect, Instant, LauncherEvent};
 
 use super::{Router, as_slices, recv, within};

@@ -156,10 +156,11 @@ mod tests {
     use crate::files::tests::TempDir;
     use crate::files::write_private_atomic;
     use jupyter_handshake::message::Header;
+    use jupyter_handshake::message::Session;
     use jupyter_handshake::wire::{self, Limits};
     use jupyter_handshake::{Failure, Transport};
     use jupyter_handshake::{
-        KernelState, LauncherState, RegistrationFile, Session, SignatureScheme, Signer, Waiting,
+        KernelState, LauncherState, RegistrationFile, SignatureScheme, Signer, Waiting,
     };
     use std::path::PathBuf;
     use std::time::Duration;

@@ -15,7 +15,7 @@
 //! # Ok(()) }
 //! ```
 
-use jupyter_handshake::registrar::RegistrarEvent;
+use jupyter_handshake::RegistrarEvent;
 use jupyter_handshake::{Dialect, Instant, LauncherEvent};
 
 pub use crate::launch::{
@@ -71,7 +71,7 @@ fn drive(run: &mut Run<'_, zmq::Socket>) -> Result<(), LaunchError> {
 }
 
 /// Launches many kernels through **one** registration socket (the core's
-/// [`Registrar`](jupyter_handshake::registrar::Registrar)), at once, and restarts them through
+/// [`Registrar`](jupyter_handshake::Registrar)), at once, and restarts them through
 /// it: JEP 66's long-lived registration socket.
 ///
 /// Each kernel gets its own key and file; a request is attributed by the key that signs it, so

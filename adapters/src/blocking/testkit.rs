@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jupyter_handshake::message::Header;
+use jupyter_handshake::message::Session;
 use jupyter_handshake::wire::{self, Limits};
 use jupyter_handshake::{
     ConnectionFile, KernelFile, KernelPorts, Key, LauncherAction, LauncherConfig, LauncherEvent,
-    LauncherHandshake, LauncherInput, Output, RegistrationFile, Session, SignatureScheme, Signer,
+    LauncherHandshake, LauncherInput, Output, RegistrationFile, SignatureScheme, Signer,
 };
 use serde_json::{Value, json};
 
@@ -29,11 +30,9 @@ pub(crate) struct HandLauncher {
 impl HandLauncher {
     pub(crate) fn new(ctx: &zmq::Context, dir: &Path) -> Self {
         let clock = Clock::new();
-        let mut machine = LauncherHandshake::new(LauncherConfig {
-            key: random_key(),
-            session_id: "hand-launcher".into(),
-            ..LauncherConfig::default()
-        });
+        let mut config = LauncherConfig::new(random_key()).unwrap();
+        config.session_id = Some("hand-launcher".into());
+        let mut machine = LauncherHandshake::new(config);
         let router = socket(ctx, zmq::ROUTER, "registration").unwrap();
         let mut registration = None;
         loop {
@@ -70,12 +69,7 @@ impl HandLauncher {
         while !self.machine.state().is_terminal() {
             if self.router.poll(zmq::POLLIN, 100).unwrap() > 0 {
                 let frames = self.router.recv_multipart(0).unwrap();
-                self.machine
-                    .handle_input(
-                        self.clock.now(),
-                        LauncherInput::Received(&as_slices(&frames)),
-                    )
-                    .unwrap();
+                self.machine.receive(self.clock.now(), &as_slices(&frames));
             }
             self.machine
                 .handle_input(self.clock.now(), LauncherInput::Timeout)

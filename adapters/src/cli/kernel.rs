@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use jupyter_handshake::{KernelEvent, Session, Signer};
+use jupyter_handshake::message::Session;
+use jupyter_handshake::{KernelEvent, Signer};
 use jupyter_handshake_zmq::blocking::kernel::{KernelOptions, start_kernel};
 use jupyter_handshake_zmq::clock::Clock;
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use jupyter_handshake::registrar::{LaunchId, RegistrarEvent};
 use jupyter_handshake::{ConnectionFile, Evidence, Instant, LauncherEvent};
+use jupyter_handshake::{LaunchId, RegistrarEvent};
 use jupyter_handshake_zmq::blocking::client::Client;
 use jupyter_handshake_zmq::blocking::launcher::{
     ChildStdio, LaunchOptions, Launched, Launcher, launch,

@@ -16,9 +16,10 @@
 
 use std::fmt;
 
+use jupyter_handshake::Rejection;
 use jupyter_handshake::message::Header;
+use jupyter_handshake::message::Session;
 use jupyter_handshake::wire::{self, Limits};
-use jupyter_handshake::{Rejection, Session};
 use jupyter_handshake_zmq::clock::Clock;
 use serde_json::{Map, Value, json};
 
