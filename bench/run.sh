@@ -14,6 +14,8 @@ out=bench/out
 mkdir -p "$out"
 echo "== core codec and in-memory handshakes (divan)" >&2
 cargo bench -q -p jupyter-handshake --bench codec | tee "$out/codec.txt"
+echo "== one message on a shared registration socket, many launches held (divan)" >&2
+cargo bench -q -p jupyter-handshake --bench registrar | tee "$out/registrar.txt"
 echo "== loopback handshakes and launch throughput" >&2
 cargo bench -q -p jupyter-handshake-zmq --bench handshake | tee "$out/handshake.txt"
 echo "== jupyter_client and pyzmq" >&2

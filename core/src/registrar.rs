@@ -13,7 +13,7 @@ use crate::launcher::{
 };
 use crate::message;
 use crate::output::{Deadline, ExitStatus, Failure, Next, Outbox, Output, Rejection, UsageError};
-use crate::sign::{Key, SignatureScheme, Signer, VerifyError};
+use crate::sign::{Key, SignatureScheme, Signer, Tag, VerifyError};
 use crate::time::Instant;
 use crate::wire::{self, Limits};
 
@@ -213,6 +213,78 @@ pub enum RegistrarError {
     Usage(#[from] UsageError),
 }
 
+/// The first eight bytes of a signature (of its hex, or of whatever a peer sent), as a number:
+/// what the replay map is ordered by. A number keeps the map's nodes compact and each comparison
+/// one instruction; the full signature is then compared with the launch's own list, so a
+/// collision can only cost a lookup, never a wrong drop.
+type SignaturePrefix = u64;
+
+fn prefix(signature: &[u8]) -> SignaturePrefix {
+    let mut out = [0u8; 8];
+    let n = signature.len().min(8);
+    out[..n].copy_from_slice(&signature[..n]);
+    u64::from_be_bytes(out)
+}
+
+/// A bit per bucket of accepted signature prefixes: a clear bit proves a signature was never
+/// accepted, so nearly every forged message skips the replay map, whose lookup grows (slowly)
+/// with the launches held. It keeps at least 32 bits per accepted request (about 3 % false
+/// positives), growing with them; bits of removed launches stay set until it next grows, which
+/// costs a lookup, never a wrong answer.
+#[derive(Debug)]
+struct SeenFilter {
+    /// log2 of the number of bits.
+    bits: u32,
+    words: Vec<u64>,
+}
+
+impl SeenFilter {
+    const MIN_BITS: u32 = 10;
+    const BITS_PER_ENTRY: usize = 32;
+
+    fn new() -> Self {
+        Self::with_bits(Self::MIN_BITS, core::iter::empty())
+    }
+
+    fn with_bits(bits: u32, prefixes: impl Iterator<Item = SignaturePrefix>) -> Self {
+        let mut filter = Self {
+            bits,
+            words: alloc::vec![0; 1 << (bits - 6)],
+        };
+        for prefix in prefixes {
+            filter.set(prefix);
+        }
+        filter
+    }
+
+    fn bucket(&self, prefix: SignaturePrefix) -> (usize, u64) {
+        // Fibonacci hashing: the prefix is hex text, so its entropy is spread over all bytes.
+        let bit = (prefix.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.bits)) as usize;
+        (bit / 64, 1 << (bit % 64))
+    }
+
+    fn set(&mut self, prefix: SignaturePrefix) {
+        let (word, mask) = self.bucket(prefix);
+        if let Some(w) = self.words.get_mut(word) {
+            *w |= mask;
+        }
+    }
+
+    fn may_contain(&self, prefix: SignaturePrefix) -> bool {
+        let (word, mask) = self.bucket(prefix);
+        self.words.get(word).is_some_and(|w| w & mask != 0)
+    }
+
+    /// Records `prefix`, one of `all` (every accepted prefix, `prefix` included), growing
+    /// first when the filter holds too few bits for them.
+    fn insert(&mut self, prefix: SignaturePrefix, all: &BTreeMap<SignaturePrefix, LaunchId>) {
+        if all.len().saturating_mul(Self::BITS_PER_ENTRY) > 1 << self.bits && self.bits < 40 {
+            *self = Self::with_bits(self.bits + 1, all.keys().copied());
+        }
+        self.set(prefix);
+    }
+}
+
 /// One launch: its machine, and what outlives a restart.
 #[derive(Debug)]
 struct Slot {
@@ -313,17 +385,22 @@ pub struct Registrar {
     state: RegistrarState,
     port: Option<u16>,
     next_id: u64,
-    slots: BTreeMap<LaunchId, Slot>,
-    /// Pending Posit launches: the keys a Posit-framed message is tried against.
-    pending_posit: BTreeSet<LaunchId>,
+    /// Boxed, so that the map's nodes stay small and a lookup touches little memory.
+    slots: BTreeMap<LaunchId, alloc::boxed::Box<Slot>>,
+    /// Pending Posit launches and their signers: the keys a Posit-framed message is tried
+    /// against, at hand without a lookup of the launch.
+    pending_posit: BTreeMap<LaunchId, Signer>,
     /// Pending upstream launches.
     pending_upstream: BTreeSet<LaunchId>,
     /// Every upstream launch by its `kernel_id`.
     kernel_ids: BTreeMap<String, LaunchId>,
     /// Every launch by its key's fingerprint.
     keys: BTreeMap<[u8; 32], LaunchId>,
-    /// Every accepted request's signature, and whose it was.
-    accepted: BTreeMap<Vec<u8>, LaunchId>,
+    /// Every accepted request, by a prefix of its signature, and whose it was (the full
+    /// signature is then compared with the launch's own list).
+    accepted: BTreeMap<SignaturePrefix, LaunchId>,
+    /// Which prefixes may be in `accepted`.
+    seen: SeenFilter,
     /// Every armed deadline, earliest first.
     deadlines: BTreeSet<(Instant, LaunchId)>,
     outbox: Outbox<RegistrarAction, RegistrarEvent>,
@@ -349,11 +426,12 @@ impl Registrar {
             port: None,
             next_id: 0,
             slots: BTreeMap::new(),
-            pending_posit: BTreeSet::new(),
+            pending_posit: BTreeMap::new(),
             pending_upstream: BTreeSet::new(),
             kernel_ids: BTreeMap::new(),
             keys: BTreeMap::new(),
             accepted: BTreeMap::new(),
+            seen: SeenFilter::new(),
             deadlines: BTreeSet::new(),
             outbox,
             #[cfg(any(test, feature = "fuzzing"))]
@@ -401,7 +479,7 @@ impl Registrar {
         }
         self.slots.insert(
             id,
-            Slot {
+            alloc::boxed::Box::new(Slot {
                 signer: Signer::new(config.signature_scheme, &config.key),
                 config,
                 machine,
@@ -409,7 +487,7 @@ impl Registrar {
                 connection: None,
                 accepted: Vec::new(),
                 armed: None,
-            },
+            }),
         );
         self.pump(id);
         Ok(id)
@@ -447,14 +525,14 @@ impl Registrar {
             self.kernel_ids.remove(&slot.config.kernel_id);
         }
         for signature in &slot.accepted {
-            self.accepted.remove(signature);
+            self.accepted.remove(&prefix(signature));
         }
         if let Some(at) = slot.armed {
             self.deadlines.remove(&(at, launch));
         }
         self.pending_posit.remove(&launch);
         self.pending_upstream.remove(&launch);
-        Ok(slot.connection)
+        Ok(slot.connection.clone())
     }
 
     /// A launch's state.
@@ -556,7 +634,9 @@ impl Registrar {
         }
     }
 
-    /// A Posit-framed message: tried against the pending Posit launches' keys only.
+    /// A Posit-framed message: tried against the pending Posit launches' keys only. The
+    /// signature is decoded once per scheme (launches usually share one), and a malformed one
+    /// is refused before any key is tried.
     fn route_posit<F: AsRef<[u8]>>(
         &mut self,
         now: Instant,
@@ -567,25 +647,30 @@ impl Registrar {
         }
         let mut why = Rejection::Unsolicited;
         let mut owner = None;
-        for &id in &self.pending_posit {
-            let Some(slot) = self.slots.get(&id) else {
-                continue;
+        let mut decoded: Option<(SignatureScheme, Result<Tag, VerifyError>)> = None;
+        for (&id, signer) in &self.pending_posit {
+            let scheme = signer.scheme();
+            if decoded.as_ref().is_none_or(|(s, _)| *s != scheme) {
+                decoded = Some((scheme, signer.decode(message.signature())));
+            }
+            let tag = match &decoded {
+                Some((_, Ok(tag))) => tag,
+                Some((_, Err(e))) => {
+                    why = (*e).into();
+                    continue;
+                }
+                None => continue,
             };
             #[cfg(any(test, feature = "fuzzing"))]
             {
                 self.verifications += 1;
             }
-            match message.verify(&slot.signer) {
+            match message.verify_decoded(signer, tag) {
                 Ok(verified) => {
                     owner = Some((id, verified));
                     break;
                 }
-                Err(VerifyError::Mismatch) => why = VerifyError::Mismatch.into(),
-                // A malformed signature is malformed whatever the key: no other key is tried.
-                Err(e) => {
-                    why = e.into();
-                    break;
-                }
+                Err(e) => why = e.into(),
             }
         }
         match owner {
@@ -637,9 +722,21 @@ impl Registrar {
     /// Whether `signature` is that of a request accepted before (a replay, of a finished or a
     /// re-armed launch): dropped, without a signature check.
     fn replayed(&mut self, signature: &[u8]) -> bool {
-        let Some(&launch) = self.accepted.get(signature) else {
+        let prefix = prefix(signature);
+        if !self.seen.may_contain(prefix) {
+            return false;
+        }
+        let Some(&launch) = self.accepted.get(&prefix) else {
             return false;
         };
+        let seen = self.slots.get(&launch).is_some_and(|slot| {
+            slot.accepted
+                .iter()
+                .any(|accepted| accepted.as_slice() == signature)
+        });
+        if !seen {
+            return false;
+        }
         self.outbox.event(RegistrarEvent::Launch {
             launch,
             event: LauncherEvent::Rejected(Rejection::Replayed),
@@ -661,7 +758,8 @@ impl Registrar {
         slot.machine.receive_verified(now, request);
         if slot.machine.state() == LauncherState::Connected {
             slot.accepted.push(signature.to_vec());
-            self.accepted.insert(signature.to_vec(), launch);
+            self.accepted.insert(prefix(signature), launch);
+            self.seen.insert(prefix(signature), &self.accepted);
         }
         self.pump(launch);
     }
@@ -710,12 +808,14 @@ impl Registrar {
     fn slot(&self, launch: LaunchId) -> Result<&Slot, RegistrarError> {
         self.slots
             .get(&launch)
+            .map(|slot| &**slot)
             .ok_or(RegistrarError::UnknownLaunch(launch))
     }
 
     fn slot_mut(&mut self, launch: LaunchId) -> Result<&mut Slot, RegistrarError> {
         self.slots
             .get_mut(&launch)
+            .map(|slot| &mut **slot)
             .ok_or(RegistrarError::UnknownLaunch(launch))
     }
 
@@ -779,14 +879,22 @@ impl Registrar {
             }
             slot.armed = deadline;
         }
-        let pending = match slot.machine.dialect() {
-            Dialect::Posit => &mut self.pending_posit,
-            Dialect::Upstream => &mut self.pending_upstream,
-        };
-        if slot.machine.state().is_terminal() {
-            pending.remove(&launch);
-        } else {
-            pending.insert(launch);
+        let pending = !slot.machine.state().is_terminal();
+        match (slot.machine.dialect(), pending) {
+            (Dialect::Posit, true) => {
+                self.pending_posit
+                    .entry(launch)
+                    .or_insert_with(|| slot.signer.clone());
+            }
+            (Dialect::Posit, false) => {
+                self.pending_posit.remove(&launch);
+            }
+            (Dialect::Upstream, true) => {
+                self.pending_upstream.insert(launch);
+            }
+            (Dialect::Upstream, false) => {
+                self.pending_upstream.remove(&launch);
+            }
         }
     }
 }
@@ -892,10 +1000,10 @@ mod tests {
         let content = forged.len() - 1;
         forged[content] = b"{\"forged\":true}".to_vec();
         assert!(cost(&mut r, &forged) <= pending as u64);
-        // A malformed signature is malformed whatever the key: one check.
+        // A malformed signature is malformed whatever the key: refused before any key.
         let mut bad_hex = request(0, Dialect::Posit);
         bad_hex[3] = vec![b'Z'; 64];
-        assert_eq!(cost(&mut r, &bad_hex), 1);
+        assert_eq!(cost(&mut r, &bad_hex), 0);
         // Garbage that is no message: no check at all.
         assert_eq!(cost(&mut r, &[b"garbage".to_vec()]), 0);
     }

@@ -293,6 +293,39 @@ impl Signer {
     /// length is public); the hex must be lowercase, as jupyter_client emits and compares it;
     /// then the MACs are compared in constant time.
     pub fn verify(&self, signature: &[u8], parts: &[&[u8]]) -> Result<(), VerifyError> {
+        if self.is_unsigned() {
+            return Ok(());
+        }
+        let mut tag = [0u8; MAX_DIGEST];
+        let tag = self.decode_tag(signature, &mut tag)?;
+        self.check_tag(tag, parts)
+    }
+
+    /// Decodes a received hex signature once, for checking it against several keys of this
+    /// signer's scheme with [`check_decoded`](Self::check_decoded) (a registrar trying one
+    /// message against its pending launches decodes the hex once, not once per key).
+    pub(crate) fn decode(&self, signature: &[u8]) -> Result<Tag, VerifyError> {
+        let mut tag = Tag {
+            bytes: [0u8; MAX_DIGEST],
+            len: 0,
+        };
+        tag.len = self.decode_tag(signature, &mut tag.bytes)?.len();
+        Ok(tag)
+    }
+
+    /// [`verify`](Self::verify) of a signature decoded by a signer of the same scheme.
+    pub(crate) fn check_decoded(&self, tag: &Tag, parts: &[&[u8]]) -> Result<(), VerifyError> {
+        if self.is_unsigned() {
+            return Ok(());
+        }
+        match tag.bytes.get(..tag.len) {
+            Some(bytes) if tag.len == self.scheme.digest_len() => self.check_tag(bytes, parts),
+            _ => Err(VerifyError::Mismatch),
+        }
+    }
+
+    /// Compares the MAC of `parts` with `tag` in constant time.
+    fn check_tag(&self, tag: &[u8], parts: &[&[u8]]) -> Result<(), VerifyError> {
         fn check<M: Mac + Clone>(mac: &M, parts: &[&[u8]], tag: &[u8]) -> bool {
             let mut mac = mac.clone();
             for part in parts {
@@ -300,11 +333,6 @@ impl Signer {
             }
             mac.verify_slice(tag).is_ok()
         }
-        if self.is_unsigned() {
-            return Ok(());
-        }
-        let mut tag = [0u8; MAX_DIGEST];
-        let tag = self.decode_tag(signature, &mut tag)?;
         let matches = match &self.mac {
             Mac_::Unsigned => true,
             Mac_::Sha256(m) => check(m, parts, tag),
@@ -352,6 +380,12 @@ impl Signer {
         }
         Ok(tag)
     }
+}
+
+/// A received signature, decoded from hex (public data: it travelled in the clear).
+pub(crate) struct Tag {
+    bytes: [u8; MAX_DIGEST],
+    len: usize,
 }
 
 /// Marks a byte that is not a lowercase hex digit in [`HEX_VALUE`].

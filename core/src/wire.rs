@@ -209,6 +209,21 @@ impl<'a, F: AsRef<[u8]>> UnverifiedMessage<'a, F> {
         self.signature
     }
 
+    /// [`verify`](Self::verify) with the signature already decoded (by a signer of the same
+    /// scheme): for trying one message against many keys.
+    pub(crate) fn verify_decoded(
+        &self,
+        signer: &Signer,
+        tag: &crate::sign::Tag,
+    ) -> Result<Message<'a, F>, VerifyError> {
+        signer.check_decoded(tag, &self.parts.as_array())?;
+        Ok(Message {
+            identities: self.identities,
+            parts: self.parts,
+            buffers: self.buffers,
+        })
+    }
+
     /// Checks the signature over the four dicts (buffers are not signed), in constant time.
     /// Borrows, so one split message can be tried against several keys.
     pub fn verify(&self, signer: &Signer) -> Result<Message<'a, F>, VerifyError> {
