@@ -104,7 +104,7 @@ pub enum PortsError {
 
 impl KernelPorts {
     /// The JSON field names, in ark's order (control, shell, stdin, iopub, hb).
-    pub const FIELDS: [&'static str; 5] = [
+    pub(crate) const FIELDS: [&'static str; 5] = [
         "control_port",
         "shell_port",
         "stdin_port",
@@ -112,7 +112,7 @@ impl KernelPorts {
         "hb_port",
     ];
 
-    /// The ports in the order of [`KernelPorts::FIELDS`].
+    /// The ports in ark's order: control, shell, stdin, iopub, hb.
     pub fn as_array(&self) -> [u16; 5] {
         [self.control, self.shell, self.stdin, self.iopub, self.hb]
     }

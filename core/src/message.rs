@@ -211,7 +211,7 @@ pub fn request_content(ports: &KernelPorts) -> Vec<u8> {
 /// The upstream dialect's acknowledgement: the content xeus-zmq's launcher sends, signed, as a
 /// single frame. Any verified content that is not a JSON `status: error` counts as acceptance
 /// on the kernel side, so a launcher that answers `{"status":"ok"}` is understood too.
-pub const UPSTREAM_ACK: &[u8] = b"ACK";
+pub(crate) const UPSTREAM_ACK: &[u8] = b"ACK";
 
 /// The content of an upstream-dialect request for `ports`: compact JSON with the keys in sorted
 /// order and the ports as strings, byte for byte what xeus sends (nlohmann's default object
@@ -370,7 +370,7 @@ impl Session {
     }
 
     /// A fresh header of `msg_type` dated `now`.
-    pub fn header(&mut self, msg_type: &str, now: Instant) -> Header {
+    pub(crate) fn header(&mut self, msg_type: &str, now: Instant) -> Header {
         self.counter = self.counter.saturating_add(1);
         Header {
             msg_id: format!("{}_{}", self.id, self.counter),
