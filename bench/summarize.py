@@ -147,7 +147,7 @@ def main() -> None:
         record = loops[f"launch_{n}"]
         lines.append(f"| launch {n} demo kernel(s) through one Registrar: time to Connected, n={record['samples']} | {fmt(record['median_ns'])} | {fmt(record['p99_ns'])} | {record['per_second']:.0f} launches/s |")
     lines += ["", "## Raw output", "", "### `cargo bench -p jupyter-handshake --bench codec`", "", "```", codec_text.rstrip(), "```", "",
-              "### `cargo bench -p jupyter-handshake-zmq --bench handshake`", "", "```", handshake_text.rstrip(), "```", "",
+              "### `cargo bench -p jupyter-handshake-cli --bench handshake`", "", "```", handshake_text.rstrip(), "```", "",
               "### `python3 bench/python_bench.py`", "", "```", python_text.rstrip(), "```", ""]
     if no_alloc:
         lines += ["### `cargo test -p jupyter-handshake --test no_alloc`", "", "```", no_alloc.rstrip(), "```", ""]

@@ -1,5 +1,7 @@
 //! The race the handshake exists to remove: many launches at once, and a port thief.
 
+mod common;
+
 use std::collections::{BTreeSet, HashSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -8,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use jupyter_handshake_tests::{
+use common::{
     Finished, PORT_NAMES, TempDir, contains_ignore_case, launch_command, our_kernel_argv, ports_of,
     run, successful_launch,
 };

@@ -9,7 +9,7 @@
 //!   the wall time of `launch_all`) and each kernel's time to `Connected` from the start.
 //!
 //! Prints a table, then one JSON line per measurement (for `bench/run.sh`).
-//! `cargo bench -p jupyter-handshake-zmq --bench handshake [-- ROUNDS]`
+//! `cargo bench -p jupyter-handshake-cli --bench handshake [-- ROUNDS]`
 
 use std::time::{Duration, Instant as StdInstant};
 

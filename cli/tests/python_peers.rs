@@ -2,7 +2,9 @@
 //! jupyter_client's `KernelManager`, stock ipykernel, xeus-python (upstream dialect), and the peers in
 //! `tests/python/`. A missing `python3` or package fails these tests; nothing is skipped.
 
-use jupyter_handshake_tests::{
+mod common;
+
+use common::{
     TempDir, binary_str, launch_command, our_kernel_argv, path_string, ports_of, python_script,
     python_str, run, successful_launch, tool,
 };
@@ -41,7 +43,7 @@ fn kernel_manager_runs_our_kernel_from_its_kernelspec() {
         installed.describe()
     );
 
-    let mut script = std::process::Command::new(jupyter_handshake_tests::python());
+    let mut script = std::process::Command::new(common::python());
     script
         .arg(python_script("kernel_manager_roundtrip.py"))
         .arg(&name)
@@ -149,7 +151,7 @@ fn stock_ipykernel_classic_launch() {
 /// verifies, its reply is accepted, and a `BlockingKernelClient` gets `kernel_info` from us.
 #[test]
 fn posit_launcher_py_registers_our_kernel() {
-    let mut launcher = std::process::Command::new(jupyter_handshake_tests::python());
+    let mut launcher = std::process::Command::new(common::python());
     launcher
         .arg(python_script("posit_launcher.py"))
         .args(["--timeout", "60", "--"])
@@ -240,7 +242,7 @@ fn a_kernelspec_declaring_5_6_is_launched_in_the_upstream_dialect() {
 /// upstream file, registers from a DEALER, and answers a `BlockingKernelClient`.
 #[test]
 fn upstream_launcher_py_registers_our_kernel() {
-    let mut launcher = std::process::Command::new(jupyter_handshake_tests::python());
+    let mut launcher = std::process::Command::new(common::python());
     launcher
         .arg(python_script("upstream_launcher.py"))
         .args(["--timeout", "60", "--"])

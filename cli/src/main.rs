@@ -1,6 +1,19 @@
-//! The `jupyter-handshake` command line: subcommand dispatch, errors and exit codes.
+//! `jupyter-handshake`: race-free Jupyter kernel launches through the JEP 66 kernel handshake.
 //!
-//! Every subcommand returns `Result<ExitCode, CliError>`; [`main`] prints an error as one line,
+//! * `jupyter-handshake demo` launches the built-in kernel through the handshake and prints both
+//!   state machines on one timeline;
+//! * `jupyter-handshake launch -- ARGV…` launches any kernel (handshake, file rewrite or classic),
+//!   checks it with `kernel_info`, shuts it down and reports (`--json` for scripts);
+//! * `jupyter-handshake kernel -f FILE` is a small but real kernel that registers through the
+//!   handshake when given a registration file, or binds a classic connection file's ports;
+//! * `jupyter-handshake kernelspec install` makes that kernel visible to Jupyter.
+//!
+//! Every protocol decision lives in the `jupyter-handshake` core and every socket, file and
+//! process in the `jupyter-handshake-zmq` drivers; this tool parses arguments, serves the
+//! built-in kernel's requests and prints reports. See `jupyter-handshake --help`.
+//!
+//! Subcommand dispatch, errors and exit codes: every subcommand returns
+//! `Result<ExitCode, CliError>`; [`main`] prints an error as one line,
 //! `jupyter-handshake: error: …`, on stderr. That single-line contract is what scripts and the
 //! integration tests rely on, so nothing below prints a backtrace or a multi-line error.
 
@@ -94,7 +107,7 @@ pub(crate) fn say(line: std::fmt::Arguments<'_>) {
 }
 
 /// Runs the tool with the process's arguments.
-pub(crate) fn main() -> ExitCode {
+fn main() -> ExitCode {
     match run(std::env::args_os().skip(1).collect()) {
         Ok(code) => code,
         Err(e) => {

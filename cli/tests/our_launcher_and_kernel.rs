@@ -3,13 +3,15 @@
 //! Every process runs under the helpers' hard timeout, so a hang is a failure; no test asserts
 //! how long anything took.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use jupyter_handshake::{Evidence, Key, SignatureScheme, Signer};
-use jupyter_handshake_tests::{
+use common::{
     TempDir, contains_ignore_case, launch_command, our_kernel_argv, ports_of, python_script,
     python_str, run, successful_launch, tool, write_private,
 };
+use jupyter_handshake::{Evidence, Key, SignatureScheme, Signer};
 use jupyter_handshake_zmq::blocking::{ChildStdio, Client, LaunchOptions, launch};
 use jupyter_handshake_zmq::kernelspec::LaunchMode;
 use serde_json::{Value, json};
@@ -70,7 +72,7 @@ fn kernel_writes_its_own_connection_file() {
     let own_file = own.join("kernel-own.json");
     let mut argv = our_kernel_argv();
     argv.push("--write-connection-file".into());
-    argv.push(jupyter_handshake_tests::path_string(&own_file));
+    argv.push(common::path_string(&own_file));
     // As verbose as both sides can be: launcher events, and the kernel's trace lines.
     let mut command = launch_command(runtime.path(), &["--verbose"], &argv);
     command.env("JUPYTER_HANDSHAKE_TRACE", "1");
@@ -279,7 +281,7 @@ fn launcher_times_out_and_kills_a_silent_kernel() {
     let pid_file = scratch.join("pid");
     let script = format!(
         "echo $$ > '{}'; exec sleep 600",
-        jupyter_handshake_tests::path_string(&pid_file)
+        common::path_string(&pid_file)
     );
     let argv = vec!["sh".to_owned(), "-c".to_owned(), script];
     let out = run(launch_command(runtime.path(), &["--timeout", "1"], &argv));

@@ -1,12 +1,13 @@
-//! Shared helpers of the integration tests in `tests/tests/`.
+//! Shared helpers of the integration tests in `cli/tests/` (each test file includes this module
+//! with `mod common;`, so not every helper is used by every file).
 //!
-//! The tests drive real processes over real loopback sockets: the `jupyter-handshake` tool
-//! (built once, on first use, with `cargo build`), and the pinned Python peers of
-//! `tests/python/requirements.txt` (jupyter_client, ipykernel, pyzmq). Three rules hold for
-//! every helper here:
+//! The tests drive real processes over real loopback sockets: the `jupyter-handshake` tool (the
+//! binary cargo built for this package's tests, `CARGO_BIN_EXE_jupyter-handshake`), and the
+//! pinned Python peers of `tests/python/requirements.txt` (jupyter_client, ipykernel, pyzmq).
+//! Three rules hold for every helper here:
 //!
-//! * **Nothing is skipped.** A missing `python3`, a missing Python package, a binary that does not
-//!   build: each is a test *failure* with a message saying what to install, never a silent pass.
+//! * **Nothing is skipped.** A missing `python3`, a missing Python package, a missing binary:
+//!   each is a test *failure* with a message saying what to install, never a silent pass.
 //! * **Nothing hangs.** Every process runs under a hard timeout ([`HARD_TIMEOUT`] unless a test
 //!   says otherwise), after which its whole process group is killed and the test fails with
 //!   everything the process printed.
@@ -15,6 +16,8 @@
 //!
 //! Tests never assert how long something took (benchmarks measure); the hard timeout only turns a
 //! hang into a failure.
+
+#![allow(dead_code, unreachable_pub)]
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -30,9 +33,6 @@ use serde_json::Value;
 /// How long any one process of a test may run before it is killed and the test fails.
 pub const HARD_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How long the one-off `cargo build` of the tool may take (a cold build of libzmq is slow).
-const BUILD_TIMEOUT: Duration = Duration::from_secs(1200);
-
 /// The Python packages the tests need, as `import` names.
 const PYTHON_MODULES: [&str; 3] = ["jupyter_client", "ipykernel", "zmq"];
 
@@ -45,18 +45,18 @@ pub const PORT_NAMES: [&str; 5] = [
     "hb_port",
 ];
 
-/// The workspace root (the parent of this package's directory).
+/// The workspace root (the parent of the `cli/` package's directory).
 pub fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest
         .parent()
-        .expect("tests/ has a parent directory")
+        .expect("cli/ has a parent directory")
         .to_path_buf()
 }
 
 /// The directory of the Python helper scripts, `tests/python/`.
 pub fn python_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
+    workspace_root().join("tests").join("python")
 }
 
 /// The path of the helper script `tests/python/{name}`; fails the test if it does not exist.
@@ -66,58 +66,20 @@ pub fn python_script(name: &str) -> String {
     path_string(&path)
 }
 
-/// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to the workspace root when
-/// relative) if set, else `<workspace>/target`.
-pub fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => workspace_root().join(dir),
-        None => workspace_root().join("target"),
-    }
-}
-
-/// The `jupyter-handshake` binary, built once per test process.
-///
-/// The first call runs `cargo build -p jupyter-handshake-zmq --bin jupyter-handshake` (a no-op
-/// when it is up to date) and every call returns `<target>/debug/jupyter-handshake`. A build
-/// failure fails the calling test (and every later one) with cargo's output.
+/// The `jupyter-handshake` binary of this package, as cargo built it for these tests
+/// (`CARGO_BIN_EXE_jupyter-handshake`), canonical, as `kernelspec install` writes it into
+/// kernel.json.
 pub fn binary() -> &'static Path {
-    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = BINARY.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO")
-            .or_else(|| option_env!("CARGO").map(Into::into))
-            .unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.current_dir(workspace_root()).args([
-            "build",
-            "-p",
-            "jupyter-handshake-zmq",
-            "--bin",
-            "jupyter-handshake",
-        ]);
-        let out = run_with_timeout(build, BUILD_TIMEOUT);
-        if !out.status.success() {
-            return Err(format!(
-                "`cargo build -p jupyter-handshake-zmq --bin jupyter-handshake` failed ({}):\n{}",
-                out.status, out.stderr
-            ));
-        }
-        let exe = target_dir()
-            .join("debug")
-            .join(format!("jupyter-handshake{}", std::env::consts::EXE_SUFFIX));
-        if exe.is_file() {
-            // Canonical, as `kernelspec install` writes it into kernel.json.
-            Ok(exe.canonicalize().unwrap_or(exe))
-        } else {
-            Err(format!(
-                "cargo built the tool but {} does not exist",
-                exe.display()
-            ))
-        }
-    });
-    match built {
-        Ok(path) => path,
-        Err(why) => panic!("{why}"),
-    }
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_jupyter-handshake"));
+        assert!(
+            exe.is_file(),
+            "cargo did not build the tool: {} does not exist",
+            exe.display()
+        );
+        exe.canonicalize().unwrap_or(exe)
+    })
 }
 
 /// [`binary`] as a string, for kernel command lines.
@@ -566,40 +528,4 @@ pub fn launch_command(runtime: &Path, extra: &[&str], argv: &[String]) -> Comman
 pub fn contains_ignore_case(text: &str, needle: &str) -> bool {
     text.to_ascii_lowercase()
         .contains(&needle.to_ascii_lowercase())
-}
-
-#[cfg(all(test, unix))]
-mod tests {
-    use super::*;
-
-    #[test]
-    #[should_panic(expected = "hard timeout")]
-    fn a_hung_process_fails_at_the_hard_timeout() {
-        let mut command = Command::new("sh");
-        command.args(["-c", "sleep 60 & sleep 60"]);
-        run_with_timeout(command, Duration::from_millis(300));
-    }
-
-    #[test]
-    fn output_and_status_are_captured() {
-        let mut command = Command::new("sh");
-        command.args(["-c", "echo out; echo err >&2; exit 7"]);
-        let out = run(command);
-        assert_eq!(out.code(), Some(7));
-        assert_eq!(out.stdout, "out\n");
-        assert_eq!(out.stderr, "err\n");
-        out.assert_failure();
-    }
-
-    #[test]
-    fn temp_dirs_are_private_and_removed() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = TempDir::new("self");
-        let path = dir.path().to_path_buf();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
-        write_private(&dir.join("f"), b"x");
-        drop(dir);
-        assert!(!path.exists());
-    }
 }

@@ -449,8 +449,8 @@ mod tests {
     #[test]
     fn the_posit_ipykernel_wrapper_registers_with_a_handshake_request() {
         require_python("ipykernel");
-        let wrapper =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/ipykernel_posit_kernel.py");
+        let wrapper = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/python/ipykernel_posit_kernel.py");
         let ctx = zmq::Context::new();
         let dir = TempDir::new();
         let wrapper = wrapper.display().to_string();
