@@ -1,9 +1,13 @@
-//! A small hand-written argument parser: long and short options, `--opt=value`, and `--`.
+//! The tool's argument parsing, over `lexopt`: long and short options, `--opt=value`, and `--`.
 //!
-//! The tool has four subcommands with a handful of options each, so a dependency like clap would
-//! cost more than it saves. What matters is that every mistake is caught and reported in one line
-//! (an unknown option, a missing value, a value given to a flag), never silently ignored.
+//! Arguments are `OsString`s throughout: a path option (`-f`, `--dir`, `--kernelspec`,
+//! `--prefix`, `--write-connection-file`) keeps any bytes the OS gave it, and only what must be
+//! text (a mode, an address, a kernel name, a kernel command line) is required to be UTF-8, with
+//! an error that says which argument is not. Every mistake is reported in one line (an unknown
+//! option, a missing value, a value given to a flag), never silently ignored.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::CliError;
@@ -11,30 +15,28 @@ use super::CliError;
 /// One item of the command line.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Arg {
-    /// An option (`-f`, `--json`, `--timeout`); its value, if any, is read with [`Args::value`].
+    /// An option (`-f`, `--json`, `--timeout`); its value, if any, is read with [`Args::value`]
+    /// or [`Args::path`].
     Option(String),
-    /// Anything that does not start with `-` (or a lone `-`).
+    /// Anything that does not start with `-` (or a lone `-`), as text for error messages.
     Positional(String),
     /// Everything after `--`, verbatim.
-    Rest(Vec<String>),
+    Rest(Vec<OsString>),
 }
 
 /// The remaining arguments of one subcommand.
 pub(crate) struct Args {
     /// The subcommand, for error messages (`launch`, `kernelspec install`...).
     command: &'static str,
-    items: std::vec::IntoIter<String>,
-    /// The value glued to the last option with `=`, until [`Args::value`] takes it.
-    glued: Option<(String, String)>,
+    parser: lexopt::Parser,
 }
 
 impl Args {
     /// The arguments that follow the subcommand name.
-    pub(crate) fn new(command: &'static str, items: Vec<String>) -> Self {
+    pub(crate) fn new(command: &'static str, items: Vec<OsString>) -> Self {
         Self {
             command,
-            items: items.into_iter(),
-            glued: None,
+            parser: lexopt::Parser::from_args(items),
         }
     }
 
@@ -48,39 +50,53 @@ impl Args {
     /// Fails if the previous option had a glued value (`--json=1`) that nobody asked for: such a
     /// flag takes no value, and silently dropping it would hide a typo.
     pub(crate) fn next_arg(&mut self) -> Result<Option<Arg>, CliError> {
-        if let Some((option, _)) = self.glued.take() {
-            return Err(CliError::usage(format!(
+        // `--` ends the options: what follows is a command line, taken verbatim.
+        if let Some(mut raw) = self.parser.try_raw_args() {
+            if raw.peek().is_some_and(|next| next == "--") {
+                raw.next();
+                return Ok(Some(Arg::Rest(raw.collect())));
+            }
+        }
+        match self.parser.next() {
+            Ok(None) => Ok(None),
+            Ok(Some(lexopt::Arg::Short(c))) => Ok(Some(Arg::Option(format!("-{c}")))),
+            Ok(Some(lexopt::Arg::Long(name))) => Ok(Some(Arg::Option(format!("--{name}")))),
+            Ok(Some(lexopt::Arg::Value(value))) => {
+                Ok(Some(Arg::Positional(value.to_string_lossy().into_owned())))
+            }
+            Err(lexopt::Error::UnexpectedValue { option, .. }) => Err(CliError::usage(format!(
                 "option '{option}' of '{}' takes no value",
                 self.command
-            )));
+            ))),
+            Err(other) => Err(CliError::usage(format!("{other} (for '{}')", self.command))),
         }
-        let Some(item) = self.items.next() else {
-            return Ok(None);
-        };
-        if item == "--" {
-            return Ok(Some(Arg::Rest(self.items.by_ref().collect())));
-        }
-        if item.len() > 1 && item.starts_with('-') {
-            if let Some((option, value)) = item.split_once('=') {
-                self.glued = Some((option.to_owned(), value.to_owned()));
-                return Ok(Some(Arg::Option(option.to_owned())));
-            }
-            return Ok(Some(Arg::Option(item)));
-        }
-        Ok(Some(Arg::Positional(item)))
     }
 
-    /// The value of `option`: glued (`--timeout=5`) or the next item (`--timeout 5`).
-    pub(crate) fn value(&mut self, option: &str) -> Result<String, CliError> {
-        if let Some((_, value)) = self.glued.take() {
-            return Ok(value);
-        }
-        self.items.next().ok_or_else(|| {
+    /// The value of `option` as given: glued (`--dir=/x`) or the next item (`--dir /x`).
+    fn raw_value(&mut self, option: &str) -> Result<OsString, CliError> {
+        self.parser.value().map_err(|_| {
             CliError::usage(format!(
                 "option '{option}' of '{}' needs a value",
                 self.command
             ))
         })
+    }
+
+    /// The value of `option` as text.
+    pub(crate) fn value(&mut self, option: &str) -> Result<String, CliError> {
+        let value = self.raw_value(option)?;
+        value.into_string().map_err(|bad| {
+            CliError::usage(format!(
+                "the value of option '{option}' of '{}' is not valid UTF-8: '{}'",
+                self.command,
+                prefix(&bad.to_string_lossy())
+            ))
+        })
+    }
+
+    /// The value of `option` as a path, whatever its bytes.
+    pub(crate) fn path(&mut self, option: &str) -> Result<PathBuf, CliError> {
+        self.raw_value(option).map(PathBuf::from)
     }
 
     /// The value of `option` as a positive number of seconds (fractions allowed).
@@ -111,6 +127,35 @@ impl Args {
     }
 }
 
+/// Arguments after `--` joined for an error message (lossily: it is only shown).
+pub(crate) fn joined(rest: &[OsString]) -> String {
+    let parts: Vec<_> = rest.iter().map(|a| a.to_string_lossy()).collect();
+    parts.join(" ")
+}
+
+/// A kernel command line as text: it is substituted into (`{connection_file}`) and written into
+/// JSON files, which hold text only.
+pub(crate) fn utf8_argv(rest: Vec<OsString>) -> Result<Vec<String>, CliError> {
+    rest.into_iter()
+        .map(|arg| {
+            arg.into_string().map_err(|bad| {
+                CliError::usage(format!(
+                    "argument '{}' of the kernel command is not valid UTF-8",
+                    prefix(&bad.to_string_lossy())
+                ))
+            })
+        })
+        .collect()
+}
+
+/// At most the first 40 characters of `text`, for quoting in a message.
+fn prefix(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 /// Parses a positive, finite number of seconds, at most a year (a larger value is surely a typo,
 /// and would overflow deadline arithmetic on some platforms).
 pub(crate) fn parse_seconds(text: &str) -> Option<Duration> {
@@ -131,7 +176,7 @@ mod tests {
     use super::*;
 
     fn args(items: &[&str]) -> Args {
-        Args::new("test", items.iter().map(|s| (*s).to_owned()).collect())
+        Args::new("test", items.iter().map(OsString::from).collect())
     }
 
     #[test]
@@ -155,6 +200,12 @@ mod tests {
             Some(Arg::Rest(vec!["k".into(), "--json".into()]))
         );
         assert_eq!(a.next_arg().unwrap(), None);
+        let mut a = args(&["--dir=/x", "--dir", "/y"]);
+        assert_eq!(a.next_arg().unwrap(), Some(Arg::Option("--dir".into())));
+        assert_eq!(a.path("--dir").unwrap(), PathBuf::from("/x"));
+        assert!(a.next_arg().unwrap().is_some());
+        assert_eq!(a.path("--dir").unwrap(), PathBuf::from("/y"));
+        assert_eq!(a.next_arg().unwrap(), None);
     }
 
     #[test]
@@ -175,5 +226,25 @@ mod tests {
     fn a_lone_dash_is_positional() {
         let mut a = args(&["-"]);
         assert_eq!(a.next_arg().unwrap(), Some(Arg::Positional("-".into())));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn paths_keep_any_bytes_and_text_must_be_utf8() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = OsString::from_vec(b"/tmp/k\xff".to_vec());
+        let mut a = Args::new(
+            "test",
+            vec!["-f".into(), bad.clone(), "--ip".into(), bad.clone()],
+        );
+        assert!(a.next_arg().unwrap().is_some());
+        assert_eq!(a.path("-f").unwrap().into_os_string(), bad);
+        assert!(a.next_arg().unwrap().is_some());
+        let error = a.value("--ip").unwrap_err().to_string();
+        assert!(
+            error.contains("'--ip'") && error.contains("not valid UTF-8"),
+            "{error}"
+        );
+        assert!(utf8_argv(vec!["k".into(), bad]).is_err());
     }
 }

@@ -24,7 +24,7 @@ use jupyter_handshake_zmq::kernelspec::LaunchMode;
 use serde_json::Value;
 
 use super::CliError;
-use super::args::{Arg, Args, is_help};
+use super::args::{Arg, Args, is_help, joined};
 use super::launch::{Checked, check_and_stop, evidence_name, millis};
 use super::trace::{TRACE_ENV, describe_launcher_event, parse_line};
 
@@ -85,7 +85,7 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
             Arg::Option(o) if o == "--timeout" => timeout = args.seconds(&o)?,
             Arg::Option(o) => return Err(args.unknown(&o)),
             Arg::Positional(p) => return Err(args.unexpected(&p)),
-            Arg::Rest(r) => return Err(args.unexpected(&r.join(" "))),
+            Arg::Rest(r) => return Err(args.unexpected(&joined(&r))),
         }
     }
 

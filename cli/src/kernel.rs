@@ -14,7 +14,7 @@ use jupyter_handshake_zmq::blocking::kernel::{KernelOptions, start_kernel};
 use jupyter_handshake_zmq::clock::Clock;
 
 use super::CliError;
-use super::args::{Arg, Args, is_help};
+use super::args::{Arg, Args, is_help, joined};
 use super::serve::{Channels, Kernel};
 use super::trace::{Tracer, describe_kernel_event};
 
@@ -73,16 +73,16 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
                     "-f" | "--f" | "--connection-file" | "--connection_file"
                 ) =>
             {
-                file = Some(PathBuf::from(args.value(&o)?));
+                file = Some(args.path(&o)?);
             }
             Arg::Option(o) if o == "--ack-timeout" => ack_timeout = Some(args.seconds(&o)?),
             Arg::Option(o) if o == "--wait-for-iopub" => wait_for_iopub = Some(args.seconds(&o)?),
             Arg::Option(o) if o == "--write-connection-file" => {
-                write_connection_file = Some(PathBuf::from(args.value(&o)?));
+                write_connection_file = Some(args.path(&o)?);
             }
             Arg::Option(o) => return Err(args.unknown(&o)),
             Arg::Positional(p) => return Err(args.unexpected(&p)),
-            Arg::Rest(r) => return Err(args.unexpected(&r.join(" "))),
+            Arg::Rest(r) => return Err(args.unexpected(&joined(&r))),
         }
     }
     let file = file.ok_or_else(|| {

@@ -5,11 +5,12 @@
 //! as jupyter_client's `KernelManager`, ignore that field and hand over a classic connection file,
 //! which the kernel binds as is: the same kernelspec serves both.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::CliError;
-use super::args::{Arg, Args, is_help};
+use super::args::{Arg, Args, is_help, joined};
 
 pub(crate) const HELP: &str = "\
 jupyter-handshake kernelspec install: install a kernelspec for the built-in kernel
@@ -43,9 +44,10 @@ enum Target {
 }
 
 /// `jupyter-handshake kernelspec …`.
-pub(crate) fn run(rest: Vec<String>) -> Result<ExitCode, CliError> {
+pub(crate) fn run(rest: Vec<OsString>) -> Result<ExitCode, CliError> {
     let mut rest = rest.into_iter();
-    match rest.next().as_deref() {
+    let sub = rest.next().map(|s| s.to_string_lossy().into_owned());
+    match sub.as_deref() {
         Some("install") => install(Args::new("kernelspec install", rest.collect())),
         Some(h) if is_help(h) => {
             print!("{HELP}");
@@ -81,17 +83,17 @@ fn install(mut args: Args) -> Result<ExitCode, CliError> {
             }
             Arg::Option(o) if o == "--user" => set_target(&args, Target::User)?,
             Arg::Option(o) if o == "--prefix" => {
-                let p = args.value(&o)?;
-                set_target(&args, Target::Prefix(PathBuf::from(p)))?;
+                let p = args.path(&o)?;
+                set_target(&args, Target::Prefix(p))?;
             }
             Arg::Option(o) if o == "--dir" => {
-                let d = args.value(&o)?;
-                set_target(&args, Target::Dir(PathBuf::from(d)))?;
+                let d = args.path(&o)?;
+                set_target(&args, Target::Dir(d))?;
             }
             Arg::Option(o) if o == "--name" => name = args.value(&o)?,
             Arg::Option(o) => return Err(args.unknown(&o)),
             Arg::Positional(p) => return Err(args.unexpected(&p)),
-            Arg::Rest(r) => return Err(args.unexpected(&r.join(" "))),
+            Arg::Rest(r) => return Err(args.unexpected(&joined(&r))),
         }
     }
     if !valid_name(&name) {

@@ -23,10 +23,11 @@ use jupyter_handshake_zmq::blocking::launcher::{
 use jupyter_handshake_zmq::clock::Clock;
 use jupyter_handshake_zmq::error::Error;
 use jupyter_handshake_zmq::kernelspec::{KernelSpec, LaunchMode};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::CliError;
-use super::args::{Arg, Args, is_help};
+use super::args::{Arg, Args, is_help, utf8_argv};
 use super::trace::{describe_launcher_event, describe_ports};
 
 pub(crate) const HELP: &str = "\
@@ -326,7 +327,7 @@ fn run_many(
             total,
         };
         if options.json {
-            println!("{{\"index\":{index},{}", &report.json()[1..]);
+            println!("{}", report.json_line(Some(index)));
         } else {
             println!("[{index}]");
             print!("{}", report.human(argv, options.mode));
@@ -384,9 +385,13 @@ fn parse(mut args: Args) -> Result<Option<Options>, CliError> {
                 }
                 "--timeout" => o.timeout = args.seconds(&opt)?,
                 "--json" => o.json = true,
-                "--kernelspec" => o.kernelspec = Some(PathBuf::from(args.value(&opt)?)),
+                "--kernelspec" => o.kernelspec = Some(args.path(&opt)?),
                 "--ip" => o.ip = Some(args.value(&opt)?),
-                "--dir" => o.dir = Some(PathBuf::from(args.value(&opt)?)),
+                "--dir" => {
+                    // The file's path is substituted into the kernel's command line: text.
+                    let dir = args.value(&opt)?;
+                    o.dir = Some(PathBuf::from(dir));
+                }
                 "-v" | "--verbose" => o.verbose = true,
                 "--count" => {
                     let value = args.value(&opt)?;
@@ -406,7 +411,7 @@ fn parse(mut args: Args) -> Result<Option<Options>, CliError> {
                     "unexpected argument '{p}' for 'launch': put the kernel command after '--' (see 'jupyter-handshake launch --help')"
                 )));
             }
-            Arg::Rest(rest) => o.argv = rest,
+            Arg::Rest(rest) => o.argv = utf8_argv(rest)?,
         }
     }
     Ok(Some(o))
@@ -617,9 +622,13 @@ struct Report<'a> {
 }
 
 impl Report<'_> {
-    /// One line of JSON, keys in the documented order. Built by hand because `serde_json`'s map
-    /// sorts keys; every value goes through `serde_json` for escaping. No key, by construction.
+    /// One line of JSON (see [`JsonReport`]).
     fn json(&self) -> String {
+        self.json_line(None)
+    }
+
+    /// One line of JSON; with `index`, that is its first field (a `--count` launch's kernel).
+    fn json_line(&self, index: Option<usize>) -> String {
         let c = self.connection;
         let info = |name: &str| {
             self.checked
@@ -628,35 +637,37 @@ impl Report<'_> {
                 .cloned()
                 .unwrap_or(Value::Null)
         };
-        let s = |text: &str| Value::from(text);
-        let kernel_info_us = self
-            .checked
-            .kernel_info_received
-            .saturating_duration_since(self.checked.kernel_info_sent)
-            .as_micros();
-        format!(
-            concat!(
-                r#"{{"mode":{},"connection":{{"transport":{},"ip":{},"shell_port":{},"#,
-                r#""iopub_port":{},"stdin_port":{},"control_port":{},"hb_port":{},"#,
-                r#""signature_scheme":{}}},"kernel_info":{{"status":{},"protocol_version":{},"#,
-                r#""implementation":{}}},"timings_us":{{"register":{},"kernel_info":{},"total":{}}}}}"#
-            ),
-            s(report_mode(self.evidence, self.mode)),
-            s(c.transport.as_str()),
-            s(&c.ip),
-            c.ports.shell,
-            c.ports.iopub,
-            c.ports.stdin,
-            c.ports.control,
-            c.ports.hb,
-            s(c.signature_scheme.as_str()),
-            info("status"),
-            info("protocol_version"),
-            info("implementation"),
-            self.register.as_micros(),
-            kernel_info_us,
-            self.total.as_micros(),
-        )
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let report = JsonReport {
+            index,
+            mode: report_mode(self.evidence, self.mode),
+            connection: JsonConnection {
+                transport: c.transport.as_str(),
+                ip: &c.ip,
+                shell_port: c.ports.shell,
+                iopub_port: c.ports.iopub,
+                stdin_port: c.ports.stdin,
+                control_port: c.ports.control,
+                hb_port: c.ports.hb,
+                signature_scheme: c.signature_scheme.as_str(),
+            },
+            kernel_info: JsonKernelInfo {
+                status: info("status"),
+                protocol_version: info("protocol_version"),
+                implementation: info("implementation"),
+            },
+            timings_us: JsonTimings {
+                register: micros(self.register),
+                kernel_info: micros(
+                    self.checked
+                        .kernel_info_received
+                        .saturating_duration_since(self.checked.kernel_info_sent),
+                ),
+                total: micros(self.total),
+            },
+        };
+        // Strings, integers and JSON values only: serializing cannot fail.
+        serde_json::to_string(&report).unwrap_or_default()
     }
 
     /// A few readable lines.
@@ -717,7 +728,49 @@ impl Report<'_> {
     }
 }
 
-/// The name of a piece of registration evidence, as the JSON report spells it.
+/// The `--json` report: one line, its keys in the documented order (a derived `Serialize` writes
+/// a struct's fields in declaration order, whatever `serde_json`'s map order). It has no field
+/// for the key, by construction.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    /// The kernel's index in a `--count` launch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    mode: &'static str,
+    connection: JsonConnection<'a>,
+    kernel_info: JsonKernelInfo,
+    timings_us: JsonTimings,
+}
+
+/// How to reach the kernel, without its key.
+#[derive(Serialize)]
+struct JsonConnection<'a> {
+    transport: &'a str,
+    ip: &'a str,
+    shell_port: u16,
+    iopub_port: u16,
+    stdin_port: u16,
+    control_port: u16,
+    hb_port: u16,
+    signature_scheme: &'a str,
+}
+
+/// The fields of `kernel_info_reply` the report repeats (`null` when missing).
+#[derive(Serialize)]
+struct JsonKernelInfo {
+    status: Value,
+    protocol_version: Value,
+    implementation: Value,
+}
+
+/// Microseconds: to registration, of the `kernel_info` round trip, in all.
+#[derive(Serialize)]
+struct JsonTimings {
+    register: u64,
+    kernel_info: u64,
+    total: u64,
+}
+
 /// The report's `mode`: the evidence, with an upstream-dialect request told apart.
 fn report_mode(evidence: Evidence, mode: LaunchMode) -> &'static str {
     match (evidence, mode) {
@@ -726,6 +779,7 @@ fn report_mode(evidence: Evidence, mode: LaunchMode) -> &'static str {
     }
 }
 
+/// The name of a piece of registration evidence, as the JSON report spells it.
 pub(crate) fn evidence_name(evidence: Evidence) -> &'static str {
     match evidence {
         Evidence::Request => "handshake",
@@ -775,7 +829,10 @@ mod tests {
     use jupyter_handshake::{KernelPorts, Key, SignatureScheme, Transport};
 
     fn args(items: &[&str]) -> Args {
-        Args::new("launch", items.iter().map(|s| (*s).to_owned()).collect())
+        Args::new(
+            "launch",
+            items.iter().map(std::ffi::OsString::from).collect(),
+        )
     }
 
     #[test]
@@ -865,6 +922,8 @@ mod tests {
         assert_eq!(v["timings_us"]["kernel_info"], 250);
         assert_eq!(v["timings_us"]["total"], 9000);
         assert_eq!(v.as_object().unwrap().len(), 4);
+        let indexed = report.json_line(Some(7));
+        assert_eq!(indexed, format!("{{\"index\":7,{}", &line[1..]));
         assert!(
             !report
                 .human(&["k".into()], ModeArg::Auto)

@@ -25,6 +25,7 @@ mod launch;
 mod serve;
 mod trace;
 
+use std::ffi::OsString;
 use std::fmt;
 use std::process::ExitCode;
 
@@ -117,24 +118,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(raw: Vec<std::ffi::OsString>) -> Result<ExitCode, CliError> {
-    // Kernel command lines and paths are handled as text: every Jupyter file format is JSON,
-    // which cannot hold non-UTF-8 paths anyway.
-    let mut items = Vec::with_capacity(raw.len());
-    for item in raw {
-        items.push(item.into_string().map_err(|bad| {
-            CliError::usage(format!(
-                "argument {} is not valid UTF-8",
-                bad.to_string_lossy()
-            ))
-        })?);
-    }
-    let mut items = items.into_iter();
+fn run(raw: Vec<OsString>) -> Result<ExitCode, CliError> {
+    // Paths stay `OsString`s (see `args`); the command's name is text.
+    let mut items = raw.into_iter();
     let Some(command) = items.next() else {
         eprint!("{HELP}");
         return Ok(ExitCode::from(EXIT_USAGE));
     };
-    let rest: Vec<String> = items.collect();
+    let command = command.into_string().map_err(|bad| {
+        CliError::usage(format!(
+            "unknown command '{}' (not valid UTF-8; see 'jupyter-handshake --help')",
+            bad.to_string_lossy()
+        ))
+    })?;
+    let rest: Vec<OsString> = items.collect();
     match command.as_str() {
         "kernel" => kernel::run(args::Args::new("kernel", rest)),
         "launch" => launch::run(args::Args::new("launch", rest)),
@@ -159,8 +156,9 @@ fn run(raw: Vec<std::ffi::OsString>) -> Result<ExitCode, CliError> {
 }
 
 /// `jupyter-handshake help [COMMAND]`.
-fn help(rest: Vec<String>) -> Result<ExitCode, CliError> {
-    let text = match rest.first().map(String::as_str) {
+fn help(rest: Vec<OsString>) -> Result<ExitCode, CliError> {
+    let first = rest.first().map(|a| a.to_string_lossy());
+    let text = match first.as_deref() {
         None => HELP,
         Some("kernel") => kernel::HELP,
         Some("launch") => launch::HELP,

@@ -443,3 +443,32 @@ fn count_launches_many_kernels_through_one_socket() {
     ));
     assert_eq!(out.code(), Some(2), "{}", out.describe());
 }
+
+/// A path is whatever bytes the OS allows: a non-UTF-8 `-f` is read as given (here it does not
+/// exist, so the kernel fails to read it: exit 1, not a usage error), while a kernel command
+/// line, which goes into JSON, must be text (exit 2, naming the argument).
+#[cfg(unix)]
+#[test]
+fn non_utf8_paths_are_paths_and_non_utf8_commands_are_usage_errors() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let dir = TempDir::new("bytes");
+    let mut bad = dir.path().as_os_str().to_owned().into_vec();
+    bad.extend_from_slice(b"/k\xff.json");
+    let bad = OsString::from_vec(bad);
+    let out = run(tool([OsString::from("kernel"), "-f".into(), bad.clone()]));
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        !contains_ignore_case(&out.stderr, "utf-8"),
+        "{}",
+        out.describe()
+    );
+    let out = run(tool([
+        OsString::from("launch"),
+        "--".into(),
+        "kernel".into(),
+        bad,
+    ]));
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    assert!(out.stderr.contains("not valid UTF-8"), "{}", out.describe());
+}
