@@ -75,7 +75,7 @@ use crate::connection::{ConnectionFile, Dialect, RegistrationFile, Transport};
 use crate::launcher::{
     LauncherAction, LauncherConfig, LauncherEvent, LauncherHandshake, LauncherInput, LauncherState,
 };
-use crate::output::{ExitStatus, Outbox, Output, Rejection, UsageError};
+use crate::output::{ExitStatus, Failure, Outbox, Output, Rejection, UsageError};
 use crate::sign::{Key, SignatureScheme, Signer, VerifyError};
 use crate::time::Instant;
 use crate::wire::{self, Limits};
@@ -386,6 +386,29 @@ impl Registrar {
     /// A launch's state.
     pub fn launch_state(&self, launch: LaunchId) -> Option<LauncherState> {
         self.slot(launch).ok().map(|s| s.machine.state())
+    }
+
+    /// Why a launch failed, while it is `Failed` (a [`rearm`](Self::rearm) clears it).
+    ///
+    /// ```
+    /// use jupyter_handshake::registrar::*;
+    /// use jupyter_handshake::{ExitStatus, Failure, Instant, Key, LauncherState};
+    ///
+    /// let now = Instant::from_micros(1_700_000_000_000_000);
+    /// let mut registrar = Registrar::new(RegistrarConfig::default());
+    /// registrar.handle_input(now, RegistrarInput::RegistrationBound { port: 5555 })?;
+    /// let a = registrar.launch(now, LaunchConfig::new(Key::new("key-of-a")))?;
+    /// assert_eq!(registrar.failure(a), None);
+    /// let status = ExitStatus::Code(3);
+    /// registrar.handle_input(now, RegistrarInput::KernelExited { launch: a, status })?;
+    /// assert_eq!(registrar.launch_state(a), Some(LauncherState::Failed));
+    /// assert_eq!(registrar.failure(a), Some(&Failure::KernelExited(status)));
+    /// registrar.rearm(now, a)?;
+    /// assert_eq!(registrar.failure(a), None);
+    /// # Ok::<(), RegistrarError>(())
+    /// ```
+    pub fn failure(&self, launch: LaunchId) -> Option<&Failure> {
+        self.slot(launch).ok()?.machine.failure()
     }
 
     /// A launch's latest verified connection information (through a restart, the previous
