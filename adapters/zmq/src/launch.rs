@@ -1,24 +1,27 @@
 //! The launcher side: start a kernel and learn its ports without a race.
 //!
-//! What every launcher driver shares: the options, the result, the racy classic port pick, and
-//! the engine that does what the core's [`LauncherHandshake`] asks. The
-//! blocking and async drivers (`blocking::launch`, `asynchronous::launch`) only differ in how
-//! they wait.
+//! What every launcher driver shares: the options, the result, the racy classic launch, the
+//! one [`Launcher`] type, and the one engine that does what the core's [`Registrar`] asks. A
+//! single launch (`blocking::launch`, `asynchronous::launch`) is a launch of one through that
+//! engine, on a registration socket of its own. The blocking and async drivers only differ in
+//! how they wait.
 //!
-//! ## Handshake mode ([`LaunchMode::Handshake`])
+//! ## Handshake mode ([`LaunchMode::Handshake`], [`LaunchMode::Upstream`])
 //!
-//! Each step is the core's [`LauncherHandshake`] asking for it:
+//! Each step is the core's [`Registrar`] (one
+//! [`LauncherHandshake`](jupyter_handshake::LauncherHandshake) per launch) asking for it:
 //!
 //! 1. `BindRegistration`: a ROUTER is bound on port 0 (the port is read back from libzmq), before
 //!    anything else exists, so no other process can take it.
 //! 2. `WriteRegistrationFile`: the file is written atomically, mode 0600, as
-//!    `{dir}/kernel-{session}.json`, `{connection_file}` in the kernel's argv is replaced by its
+//!    `{dir}/kernel-{session}-{n}.json`, `{connection_file}` in the kernel's argv is replaced by its
 //!    path, and the kernel is spawned.
 //! 3. The driver then waits on the ROUTER until the core's deadline, waking at least every
 //!    10 ms to check whether the child has exited (reported at once as `KernelExited`, so a
 //!    crashing kernel fails the launch immediately, not at the deadline) and whether the file's
 //!    bytes changed (reported as `FileChanged`, which is how stock ipykernel registers: it
-//!    rewrites the file with the ports it bound). Every message is fed to the core as received;
+//!    rewrites the file with the ports it bound). The file is only read when one `stat` says
+//!    its length or modification time changed. Every message is fed to the core as received;
 //!    the core drops forged or garbled ones and answers real requests; its replies are sent.
 //! 4. On `Connected`, the launch returns the kernel's connection information; on `Failed`, the
 //!    child is killed (if still running) and reaped, the file is removed, and the core's reason
@@ -32,7 +35,9 @@
 //! those ports, and the kernel then dies with "Address already in use" (or worse, a client talks
 //! to the thief). That race is the reason the handshake exists; classic mode is here for kernels
 //! that cannot register, and to demonstrate the race. Nothing confirms the kernel's ports: the
-//! launch "succeeds" as soon as the kernel is spawned (evidence [`Evidence::Classic`]).
+//! launch "succeeds" as soon as the kernel is spawned (evidence [`Evidence::Classic`]). Since
+//! nothing is decided, no machine is involved and no event is reported: pick the ports, write
+//! the file, spawn.
 //!
 //! ## Files and cleanup
 //!
@@ -50,12 +55,11 @@ use std::io;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use jupyter_handshake::{
-    ConnectionFile, Dialect, Evidence, ExitStatus, Failure, Instant, KernelPorts, LauncherAction,
-    LauncherConfig, LauncherEvent, LauncherHandshake, LauncherInput, Output, Rejection, Transport,
-    wire::Limits,
+    ConnectionFile, Dialect, Evidence, ExitStatus, Instant, KernelPorts, LauncherEvent,
+    LauncherState, Output, Rejection, SignatureScheme, Transport, wire::Limits,
 };
 
 use crate::clock::Clock;
@@ -66,6 +70,7 @@ use crate::files::{
 };
 use crate::kernelspec::LaunchMode;
 use crate::sockets::{Wrap, bind, configure, send, socket};
+use crate::wait::{Engine, Interest, Watch};
 use jupyter_handshake::registrar::{
     LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarError,
     RegistrarEvent, RegistrarInput,
@@ -73,11 +78,6 @@ use jupyter_handshake::registrar::{
 
 /// The longest a driver sleeps before checking the child process and the file again.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
-
-/// At most this many messages are handled per wake-up, so a flood on the registration socket
-/// cannot keep the driver from noticing that the kernel exited. (A flood cannot postpone the
-/// deadline either: the core checks it before every input.)
-pub(crate) const MAX_BATCH: usize = 64;
 
 /// Where the kernel's stdout or stderr go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -253,48 +253,92 @@ pub fn pick_classic_ports(transport: Transport, ip: &str) -> io::Result<KernelPo
     })
 }
 
-/// One kernel process as a launch sees it: its file, its child, and what the core said about it.
-/// Shared by the single-launch engine [`Run`] and the many-launch engine [`Fleet`].
-struct Kernel {
+/// A classic launch, which makes no protocol decision and so needs no machine: picks five ports
+/// (racily, see the [module docs](self)), writes the connection file, spawns the kernel. The
+/// launch "succeeds" once the kernel is spawned; nothing confirms its ports.
+pub(crate) fn launch_classic(
+    argv: &[String],
+    options: &LaunchOptions,
+) -> Result<Launched, LaunchError> {
+    if argv.is_empty() {
+        return Err(LaunchError::EmptyCommand);
+    }
+    let dir = file_dir(options)?;
+    let ports = pick_classic_ports(options.transport, &options.ip).map_err(LaunchError::Ports)?;
+    let mut connection = ConnectionFile::new(
+        options.transport,
+        options.ip.clone(),
+        SignatureScheme::default(),
+        random_key(),
+        ports,
+    );
+    connection.kernel_name.clone_from(&options.kernel_name);
+    let mut process = Process::new(&dir, &new_session_id());
+    if let Err(error) = process.write_and_spawn(argv, options, connection.to_json_pretty()) {
+        process.stop();
+        return Err(error);
+    }
+    let child = process
+        .child
+        .take()
+        .ok_or(Error::Internal("spawned without a child"))?;
+    Ok(Launched {
+        connection,
+        evidence: Evidence::Classic,
+        child,
+        file: process.file,
+        // The "registration" (we chose the ports) precedes the spawn.
+        registered_after: Duration::ZERO,
+        launch_id: None,
+    })
+}
+
+/// What a file looked like when last looked at: its length and modification time (from one
+/// `stat`), and its bytes.
+struct Seen {
+    len: u64,
+    modified: Option<SystemTime>,
+    bytes: Vec<u8>,
+}
+
+/// One kernel process of a launch: its file and its child. What the core says about the launch
+/// (its state, its connection, its failure) is read from the core, not kept here.
+struct Process {
     file: PathBuf,
     child: Option<Child>,
     spawned_at: Option<Instant>,
-    /// The file's bytes as last written or seen; `Some` once we have written it.
-    file_bytes: Option<Vec<u8>>,
-    registered: Option<(ConnectionFile, Evidence, Instant)>,
-    failed: Option<Failure>,
-    last_rejection: Option<Rejection>,
-    /// Why the command could not be started (a fleet member; a single launch returns it).
-    spawn_error: Option<LaunchError>,
+    /// The file as last written or seen; `Some` once we have written it.
+    seen: Option<Seen>,
 }
 
-impl Kernel {
-    /// A kernel whose file will be `{dir}/kernel-{name}.json`.
+impl Process {
+    /// A process whose file will be `{dir}/kernel-{name}.json`.
     fn new(dir: &Path, name: &str) -> Self {
         Self {
             file: dir.join(format!("kernel-{name}.json")),
             child: None,
             spawned_at: None,
-            file_bytes: None,
-            registered: None,
-            failed: None,
-            last_rejection: None,
-            spawn_error: None,
+            seen: None,
         }
     }
 
+    /// Writes the file, then spawns `argv` with `{connection_file}` replaced by its path.
     fn write_and_spawn(
         &mut self,
         argv: &[String],
         options: &LaunchOptions,
         bytes: Vec<u8>,
-        clock: &Clock,
     ) -> Result<(), LaunchError> {
         write_private_atomic(&self.file, &bytes).map_err(|source| Error::WriteFile {
             path: self.file.clone(),
             source,
         })?;
-        self.file_bytes = Some(bytes);
+        let (len, modified) = stat(&self.file).unwrap_or((0, None));
+        self.seen = Some(Seen {
+            len,
+            modified,
+            bytes,
+        });
         let argv = substitute_connection_file(argv, &self.file);
         let (program, args) = argv.split_first().ok_or(LaunchError::EmptyCommand)?;
         let child = Command::new(program)
@@ -308,20 +352,30 @@ impl Kernel {
                 program: program.clone(),
                 source,
             })?;
-        self.spawned_at = Some(clock.now());
         self.child = Some(child);
         Ok(())
     }
 
-    /// The file's bytes, if they differ from the last ones written or seen. A file that cannot
-    /// be read right now (being replaced, removed) is no news.
+    /// The file's bytes, if they differ from the last ones written or seen. The file is read
+    /// only when one `stat` says its length or modification time changed; a file that cannot
+    /// be read right now (being replaced, removed) is no news. A half-written file is news: the
+    /// core drops it as garbage, and the next write, which changes the length or the time
+    /// again, is read again.
     fn file_change(&mut self) -> Option<Vec<u8>> {
-        let last = self.file_bytes.as_ref()?;
-        let bytes = std::fs::read(&self.file).ok()?;
-        if &bytes == last {
+        let seen = self.seen.as_mut()?;
+        let (len, modified) = stat(&self.file)?;
+        if len == seen.len && modified == seen.modified {
             return None;
         }
-        self.file_bytes = Some(bytes.clone());
+        let bytes = std::fs::read(&self.file).ok()?;
+        // What was read is what the next stat is compared with: a write after the stat and
+        // before the read shows as a change again at the next look.
+        seen.len = len;
+        seen.modified = modified;
+        if bytes == seen.bytes {
+            return None;
+        }
+        seen.bytes.clone_from(&bytes);
         Some(bytes)
     }
 
@@ -336,286 +390,46 @@ impl Kernel {
         }
     }
 
-    /// Remembers what the core said about this kernel.
-    fn note(&mut self, event: &LauncherEvent, now: Instant) {
-        match event {
-            LauncherEvent::Registered {
-                connection,
-                evidence,
-            } => self.registered = Some((connection.clone(), *evidence, now)),
-            LauncherEvent::Failed(failure) => self.failed = Some(failure.clone()),
-            LauncherEvent::Rejected(rejection) | LauncherEvent::Refused(rejection) => {
-                self.last_rejection = Some(rejection.clone());
+    /// Kills and reaps the child (if still running) and removes the file (if we wrote it).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
             }
-            _ => {}
+            let _ = child.wait();
         }
-    }
-
-    /// The kernel, registered; or, having killed and reaped the child and removed the file, why
-    /// not. `outcome` is the driver's own result.
-    fn finish(
-        &mut self,
-        outcome: Result<(), LaunchError>,
-        kernel_name: Option<&String>,
-        launch_id: Option<LaunchId>,
-    ) -> Result<Launched, LaunchError> {
-        match (outcome, self.registered.take(), self.child.take()) {
-            (Ok(()), Some((mut connection, evidence, at)), Some(child)) => {
-                if connection.kernel_name.is_none() {
-                    connection.kernel_name = kernel_name.cloned();
-                }
-                let registered_after = match (evidence, self.spawned_at) {
-                    // Classic: the "registration" (we chose the ports) precedes the spawn.
-                    (Evidence::Classic, _) | (_, None) => Duration::ZERO,
-                    (_, Some(spawned)) => at.saturating_duration_since(spawned),
-                };
-                Ok(Launched {
-                    connection,
-                    evidence,
-                    child,
-                    file: self.file.clone(),
-                    registered_after,
-                    launch_id,
-                })
-            }
-            (outcome, _, child) => {
-                if let Some(mut child) = child {
-                    if matches!(child.try_wait(), Ok(None)) {
-                        let _ = child.kill();
-                    }
-                    let _ = child.wait();
-                }
-                if self.file_bytes.take().is_some() {
-                    let _ = std::fs::remove_file(&self.file);
-                }
-                Err(match (outcome, self.failed.take()) {
-                    (Err(error), _) => error,
-                    (Ok(()), Some(failure)) => LaunchError::Failed {
-                        failure,
-                        last_rejection: self.last_rejection.take(),
-                    },
-                    (Ok(()), None) => {
-                        Error::Internal("the launch ended neither connected nor failed").into()
-                    }
-                })
-            }
+        if self.seen.take().is_some() {
+            let _ = std::fs::remove_file(&self.file);
         }
     }
 }
 
-/// Binds a registration ROUTER on port 0; returns it and its port.
-fn bind_registration(
-    ctx: &zmq::Context,
-    transport: Transport,
-    ip: &str,
-) -> Result<(zmq::Socket, u16), Error> {
-    let router = socket(ctx, zmq::ROUTER, "registration")?;
-    // Defence in depth: libzmq disconnects a peer that sends a frame larger than anything the
-    // core would accept anyway.
-    let max = i64::try_from(Limits::HANDSHAKE.max_frame_len).unwrap_or(i64::MAX);
-    router
-        .set_maxmsgsize(max)
-        .map_err(|source| configure("registration", source))?;
-    let port = bind(&router, "registration", transport, ip, 0)?;
-    Ok((router, port))
+/// A file's length and modification time, from one `stat`; `None` if it cannot be stat'ed now.
+fn stat(path: &Path) -> Option<(u64, Option<SystemTime>)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()))
 }
 
-/// Creates the directory for the launchers' files (private) and returns it.
-fn file_dir(options: &LaunchOptions) -> Result<PathBuf, Error> {
-    let dir = options.dir.clone().unwrap_or_else(runtime_dir);
-    create_private_dir(&dir).map_err(|source| Error::WriteFile {
-        path: dir.clone(),
-        source,
-    })?;
-    Ok(dir)
-}
-
-/// The launch engine: everything a launch does except waiting. A driver creates it, calls
-/// [`drain`](Run::drain), then loops until [`done`](Run::done): wait on the registration socket
-/// for at most [`wait_for`](Run::wait_for), hand each received message to
-/// [`received`](Run::received) (at most [`MAX_BATCH`] per wake-up), then call
-/// [`tick`](Run::tick); finally [`finish`](Run::finish).
-pub(crate) struct Run<'a, S> {
-    ctx: &'a zmq::Context,
-    clock: Clock,
-    machine: LauncherHandshake,
-    options: &'a LaunchOptions,
-    argv: &'a [String],
-    /// The registration socket, once bound.
-    pub(crate) router: Option<S>,
-    kernel: Kernel,
-    observer: &'a mut dyn FnMut(Instant, &LauncherEvent),
-}
-
-impl<'a, S: Wrap> Run<'a, S> {
-    /// Checks the command, creates the file's directory, picks the key, session id and (classic)
-    /// ports, and creates the core's machine.
-    pub(crate) fn new(
-        ctx: &'a zmq::Context,
-        argv: &'a [String],
-        options: &'a LaunchOptions,
-        observer: &'a mut dyn FnMut(Instant, &LauncherEvent),
-    ) -> Result<Self, LaunchError> {
-        if argv.is_empty() {
-            return Err(LaunchError::EmptyCommand);
-        }
-        let dir = file_dir(options)?;
-        let session_id = new_session_id();
-        let kernel = Kernel::new(&dir, &session_id);
-        let config = LauncherConfig {
-            transport: options.transport,
-            ip: options.ip.clone(),
-            key: random_key(),
-            registration_timeout: options.timeout,
-            session_id,
-            ..LauncherConfig::default()
-        };
-        let machine = match options.mode {
-            LaunchMode::Handshake => LauncherHandshake::new(config),
-            LaunchMode::Upstream => LauncherHandshake::new(LauncherConfig {
-                dialect: Dialect::Upstream,
-                kernel_id: new_session_id(),
-                ..config
-            }),
-            LaunchMode::Classic => {
-                let ports = pick_classic_ports(options.transport, &options.ip)
-                    .map_err(LaunchError::Ports)?;
-                LauncherHandshake::classic(config, ports)
-            }
-        };
-        Ok(Self {
-            ctx,
-            clock: Clock::new(),
-            machine,
-            options,
-            argv,
-            router: None,
-            kernel,
-            observer,
-        })
-    }
-
-    /// Whether the launch is over (registered or failed).
-    pub(crate) fn done(&self) -> bool {
-        self.machine.state().is_terminal()
-    }
-
-    /// How long to wait at most for a message before the next [`tick`](Self::tick): until
-    /// `deadline`, and never longer than [`TICK`], so the child and the file are watched.
-    pub(crate) fn wait_for(&self, deadline: Option<Instant>) -> Duration {
-        deadline.map_or(TICK, |d| self.clock.until(d)).min(TICK)
-    }
-
-    /// Feeds one message received on the registration socket to the core, and does what it
-    /// asks. Nothing is fed once the launch is over.
-    pub(crate) fn received(&mut self, frames: &[&[u8]]) -> Result<(), LaunchError> {
-        if self.done() {
-            return Ok(());
-        }
-        let now = self.clock.now();
-        self.machine
-            .handle_input(now, LauncherInput::Received(frames))?;
-        self.drain()?;
-        Ok(())
-    }
-
-    /// After each wake-up: reports a change of the file, then an exit of the child, then the
-    /// deadline (which may have passed meanwhile); returns the deadline to wait towards next
-    /// (`poll_output` never changes it).
-    pub(crate) fn tick(&mut self) -> Result<Option<Instant>, LaunchError> {
-        if !self.done() {
-            if let Some(bytes) = self.kernel.file_change() {
-                let now = self.clock.now();
-                self.machine
-                    .handle_input(now, LauncherInput::FileChanged(&bytes))?;
-                self.drain()?;
-            }
-        }
-        if !self.done() {
-            if let Some(status) = self.kernel.exited()? {
-                let now = self.clock.now();
-                self.machine
-                    .handle_input(now, LauncherInput::KernelExited(status))?;
-                self.drain()?;
-            }
-        }
-        let now = self.clock.now();
-        self.machine.handle_input(now, LauncherInput::Timeout)?;
-        self.drain()
-    }
-
-    /// Does everything the machine asks until it is drained; returns its deadline.
-    pub(crate) fn drain(&mut self) -> Result<Option<Instant>, LaunchError> {
-        loop {
-            match self.machine.poll_output() {
-                Output::Action(LauncherAction::BindRegistration { transport, ip }) => {
-                    let (router, port) = bind_registration(self.ctx, transport, &ip)?;
-                    self.router = Some(S::wrap(router));
-                    let now = self.clock.now();
-                    self.machine
-                        .handle_input(now, LauncherInput::RegistrationBound { port })?;
-                }
-                Output::Action(LauncherAction::WriteRegistrationFile(registration)) => {
-                    let bytes = registration.to_json_pretty();
-                    self.kernel
-                        .write_and_spawn(self.argv, self.options, bytes, &self.clock)?;
-                }
-                Output::Action(LauncherAction::WriteConnectionFile(mut connection)) => {
-                    if connection.kernel_name.is_none() {
-                        connection.kernel_name.clone_from(&self.options.kernel_name);
-                    }
-                    let bytes = connection.to_json_pretty();
-                    self.kernel
-                        .write_and_spawn(self.argv, self.options, bytes, &self.clock)?;
-                }
-                Output::Transmit(transmit) => match &self.router {
-                    // A ROUTER never blocks on send (it drops what it cannot route), so a plain
-                    // send is right for the async driver too.
-                    Some(router) => send(router.raw(), "registration", transmit.frames)?,
-                    None => {
-                        return Err(Error::Internal(
-                            "the core sent a message before asking for a registration socket",
-                        )
-                        .into());
-                    }
-                },
-                Output::Event(event) => {
-                    let now = self.clock.now();
-                    (self.observer)(now, &event);
-                    self.kernel.note(&event, now);
-                }
-                Output::Timeout(deadline) => return Ok(deadline),
-            }
-        }
-    }
-
-    /// Ends the launch: closes the registration socket (its linger lets a queued reply go out)
-    /// and returns the kernel, or kills and reaps the child, removes the file, and returns why.
-    /// `outcome` is the driver loop's own result.
-    pub(crate) fn finish(
-        mut self,
-        outcome: Result<(), LaunchError>,
-    ) -> Result<Launched, LaunchError> {
-        drop(self.router.take());
-        self.kernel
-            .finish(outcome, self.options.kernel_name.as_ref(), None)
-    }
-}
-
-/// One launch of a [`Fleet`]: its command and its kernel.
+/// One launch of a [`Fleet`]: its command, its process, and what only the driver knows.
 struct Member {
     id: LaunchId,
     argv: Vec<String>,
-    kernel: Kernel,
+    process: Process,
+    /// When the core reported the registration (the driver's clock), and its evidence.
+    registered: Option<(Instant, Evidence)>,
+    /// The last message or file change dropped while waiting: its reason, for the error.
+    last_rejection: Option<Rejection>,
+    /// Why the command could not be started (that launch fails alone).
+    spawn_error: Option<LaunchError>,
     /// Whether a caller waits for this launch's outcome now.
     awaited: bool,
 }
 
-/// The many-launch engine: one registration socket, one [`Registrar`], any number of kernels
-/// launched at once and restarted later. Driven like [`Run`]: [`start`](Fleet::start) or
-/// [`restart`](Fleet::restart), then until [`done`](Fleet::done): wait for at most
-/// [`wait_for`](Fleet::wait_for), [`received`](Fleet::received), [`tick`](Fleet::tick); then
-/// [`finish`](Fleet::finish).
+/// The launcher engine: one registration socket, one [`Registrar`], any number of kernels
+/// launched at once and restarted later; a single launch is a launch of one. It does
+/// everything but waiting, and is driven through [`Engine`] (see [`crate::wait`]):
+/// [`start`](Fleet::start) or [`restart`](Fleet::restart), then [`Fleet::driving`] handed to a
+/// driver until it is done, then [`conclude`](Fleet::conclude).
 pub(crate) struct Fleet<S> {
     clock: Clock,
     registrar: Registrar,
@@ -623,7 +437,7 @@ pub(crate) struct Fleet<S> {
     dir: PathBuf,
     session_id: String,
     /// The shared registration socket.
-    pub(crate) router: S,
+    router: S,
     members: Vec<Member>,
 }
 
@@ -681,10 +495,16 @@ impl<S: Wrap> Fleet<S> {
         self.options.mode.dialect().unwrap_or_default()
     }
 
+    /// Each command paired with the dialect of the options (`launch_all` launches them all so).
+    pub(crate) fn same_dialect(&self, argvs: &[Vec<String>]) -> Vec<(Vec<String>, Dialect)> {
+        let dialect = self.dialect();
+        argvs.iter().map(|argv| (argv.clone(), dialect)).collect()
+    }
+
     /// Starts one launch per command; their files are written and their kernels spawned as the
     /// registrar asks. Returns their ids, in order (`Err` for a command that could not start:
     /// empty, or not spawnable, which fails its own launch only). The outer `Err` is the
-    /// driver's own failure (its socket).
+    /// driver's own failure (its socket); every kernel started so far is then stopped.
     pub(crate) fn start(
         &mut self,
         launches: &[(Vec<String>, Dialect)],
@@ -692,37 +512,8 @@ impl<S: Wrap> Fleet<S> {
     ) -> Result<Vec<Result<LaunchId, LaunchError>>, LaunchError> {
         match self.start_each(launches, observer) {
             Ok(started) => Ok(started),
-            // Stops every kernel started so far, and returns the error.
             Err(error) => self.finish(&[], Err(error)).map(|_| Vec::new()),
         }
-    }
-
-    /// Each command paired with the dialect of the options (`launch_all` launches them all so).
-    pub(crate) fn same_dialect(&self, argvs: &[Vec<String>]) -> Vec<(Vec<String>, Dialect)> {
-        let dialect = self.dialect();
-        argvs.iter().map(|argv| (argv.clone(), dialect)).collect()
-    }
-
-    /// The outcome of each command [`start`](Self::start) was given, at its index, once the
-    /// driver's loop ended with `outcome`.
-    pub(crate) fn conclude(
-        &mut self,
-        started: Vec<Result<LaunchId, LaunchError>>,
-        outcome: Result<(), LaunchError>,
-    ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
-        let finished = self.finish(&started_ids(&started), outcome)?;
-        Ok(in_order(started, finished))
-    }
-
-    /// The restarted kernel, once the driver's loop ended with `outcome`.
-    pub(crate) fn conclude_restart(
-        &mut self,
-        id: LaunchId,
-        outcome: Result<(), LaunchError>,
-    ) -> Result<Launched, LaunchError> {
-        self.finish(&[id], outcome)?
-            .pop()
-            .unwrap_or_else(|| Err(Error::Internal("no outcome for the restart").into()))
     }
 
     fn start_each(
@@ -747,7 +538,10 @@ impl<S: Wrap> Fleet<S> {
             self.members.push(Member {
                 id,
                 argv: argv.clone(),
-                kernel: Kernel::new(&self.dir, &name),
+                process: Process::new(&self.dir, &name),
+                registered: None,
+                last_rejection: None,
+                spawn_error: None,
                 awaited: true,
             });
             self.drain(observer)?;
@@ -775,9 +569,8 @@ impl<S: Wrap> Fleet<S> {
         }
         let _ = launched.child.wait();
         member.awaited = true;
-        member.kernel.registered = None;
-        member.kernel.failed = None;
-        member.kernel.last_rejection = None;
+        member.registered = None;
+        member.last_rejection = None;
         self.registrar.rearm(self.clock.now(), id)?;
         self.drain(observer)?;
         Ok(id)
@@ -791,50 +584,35 @@ impl<S: Wrap> Fleet<S> {
         Ok(())
     }
 
-    /// Whether every awaited launch is over.
-    pub(crate) fn done(&self) -> bool {
-        self.members.iter().filter(|m| m.awaited).all(|m| {
-            self.registrar
-                .launch_state(m.id)
-                .is_none_or(|s| s.is_terminal())
-        })
-    }
-
-    /// How long to wait at most for a message before the next [`tick`](Self::tick).
-    pub(crate) fn wait_for(&self) -> Duration {
+    /// Whether launch `id` is still waiting for its kernel.
+    fn pending(&self, id: LaunchId) -> bool {
         self.registrar
-            .poll_timeout()
-            .map_or(TICK, |d| self.clock.until(d))
-            .min(TICK)
+            .launch_state(id)
+            .is_some_and(|s| !s.is_terminal())
     }
 
-    /// Feeds one message received on the shared socket to the registrar.
-    pub(crate) fn received(
-        &mut self,
-        frames: &[&[u8]],
-        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
-    ) -> Result<(), LaunchError> {
-        let now = self.clock.now();
-        self.registrar
-            .handle_input(now, RegistrarInput::Received(frames))?;
-        self.drain(observer)
+    /// The engine for the driver's loop, reporting every event to `observer`.
+    pub(crate) fn driving<'a, O>(&'a mut self, observer: &'a mut O) -> Driving<'a, S, O>
+    where
+        O: FnMut(Instant, &RegistrarEvent) + ?Sized,
+    {
+        Driving {
+            fleet: self,
+            observer,
+        }
     }
 
-    /// After each wake-up: reports every awaited kernel's file changes and exits, then the time.
-    pub(crate) fn tick(
+    /// After each wake-up: reports every pending kernel's file change and exit, then the time.
+    fn tick(
         &mut self,
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
     ) -> Result<(), LaunchError> {
         for i in 0..self.members.len() {
             let id = self.members[i].id;
-            let pending = self
-                .registrar
-                .launch_state(id)
-                .is_some_and(|s| !s.is_terminal());
-            if !pending {
+            if !self.pending(id) {
                 continue;
             }
-            if let Some(bytes) = self.members[i].kernel.file_change() {
+            if let Some(bytes) = self.members[i].process.file_change() {
                 let now = self.clock.now();
                 let input = RegistrarInput::FileChanged {
                     launch: id,
@@ -843,12 +621,8 @@ impl<S: Wrap> Fleet<S> {
                 self.registrar.handle_input(now, input)?;
                 self.drain(observer)?;
             }
-            let still_pending = self
-                .registrar
-                .launch_state(id)
-                .is_some_and(|s| !s.is_terminal());
-            if still_pending {
-                if let Some(status) = self.members[i].kernel.exited()? {
+            if self.pending(id) {
+                if let Some(status) = self.members[i].process.exited()? {
                     let now = self.clock.now();
                     let input = RegistrarInput::KernelExited { launch: id, status };
                     self.registrar.handle_input(now, input)?;
@@ -873,59 +647,118 @@ impl<S: Wrap> Fleet<S> {
                         return Err(Error::Internal("a file for a launch we did not make").into());
                     };
                     // A command that cannot be spawned fails its own launch, not the others.
-                    if let Err(error) = member.kernel.write_and_spawn(
-                        &member.argv,
-                        &self.options,
-                        file.to_json_pretty(),
-                        &self.clock,
-                    ) {
-                        member.kernel.spawn_error = Some(error);
-                        let now = self.clock.now();
-                        self.registrar
-                            .handle_input(now, RegistrarInput::Abort { launch })?;
+                    let bytes = file.to_json_pretty();
+                    match member
+                        .process
+                        .write_and_spawn(&member.argv, &self.options, bytes)
+                    {
+                        Ok(()) => member.process.spawned_at = Some(self.clock.now()),
+                        Err(error) => {
+                            member.spawn_error = Some(error);
+                            let now = self.clock.now();
+                            self.registrar
+                                .handle_input(now, RegistrarInput::Abort { launch })?;
+                        }
                     }
                 }
                 Output::Action(RegistrarAction::BindRegistration { .. }) => {
                     return Err(Error::Internal("the registrar asked for a second socket").into());
                 }
                 Output::Transmit(transmit) => {
+                    // A ROUTER never blocks on send (it drops what it cannot route), so a plain
+                    // send is right for the async driver too.
                     send(self.router.raw(), "registration", transmit.frames)?;
                 }
                 Output::Event(event) => {
                     let now = self.clock.now();
                     observer(now, &event);
-                    if let RegistrarEvent::Launch { launch, event } = &event {
-                        if let Some(member) = self.members.iter_mut().find(|m| m.id == *launch) {
-                            member.kernel.note(event, now);
-                        }
-                    }
+                    self.note(&event, now);
                 }
                 Output::Timeout(_) => return Ok(()),
             }
         }
     }
 
+    /// Keeps what only the driver knows from an event: when a launch registered, and the last
+    /// reason something was dropped. A message no key verified belongs to no launch, unless
+    /// only one is waiting (a single launch): then it is that launch's.
+    fn note(&mut self, event: &RegistrarEvent, now: Instant) {
+        let (id, event) = match event {
+            RegistrarEvent::Launch { launch, event } => (Some(*launch), event),
+            RegistrarEvent::Rejected(rejection) => {
+                let mut waiting = self.members.iter_mut().filter(|m| m.awaited);
+                if let (Some(only), None) = (waiting.next(), waiting.next()) {
+                    only.last_rejection = Some(rejection.clone());
+                }
+                return;
+            }
+            _ => return,
+        };
+        let Some(member) = self.members.iter_mut().find(|m| Some(m.id) == id) else {
+            return;
+        };
+        match event {
+            LauncherEvent::Registered { evidence, .. } => {
+                member.registered = Some((now, *evidence));
+            }
+            LauncherEvent::Rejected(rejection) | LauncherEvent::Refused(rejection) => {
+                member.last_rejection = Some(rejection.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// The outcome of each command [`start`](Self::start) was given, at its index, once the
+    /// driver's loop ended with `outcome`.
+    pub(crate) fn conclude(
+        &mut self,
+        started: Vec<Result<LaunchId, LaunchError>>,
+        outcome: Result<(), LaunchError>,
+    ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
+        let ids: Vec<LaunchId> = started
+            .iter()
+            .filter_map(|s| s.as_ref().ok().copied())
+            .collect();
+        let mut finished = self.finish(&ids, outcome)?.into_iter();
+        Ok(started
+            .into_iter()
+            .map(|started| match started {
+                Ok(_) => finished
+                    .next()
+                    .unwrap_or_else(|| Err(Error::Internal("fewer outcomes than launches").into())),
+                Err(error) => Err(error),
+            })
+            .collect())
+    }
+
+    /// The restarted kernel, once the driver's loop ended with `outcome`.
+    pub(crate) fn conclude_restart(
+        &mut self,
+        id: LaunchId,
+        outcome: Result<(), LaunchError>,
+    ) -> Result<Launched, LaunchError> {
+        self.finish(&[id], outcome)?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("no outcome for the restart").into()))
+    }
+
     /// The outcome of each launch in `ids` (which the caller awaited): the kernel, or why not
     /// (its child killed and reaped, its file removed). When the driver itself failed
     /// (`outcome`), every awaited kernel is stopped and cleaned up, and that error is returned.
-    pub(crate) fn finish(
+    fn finish(
         &mut self,
         ids: &[LaunchId],
         outcome: Result<(), LaunchError>,
     ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
-        let kernel_name = self.options.kernel_name.clone();
         let mut results = Vec::with_capacity(ids.len());
-        for member in self.members.iter_mut().filter(|m| m.awaited) {
-            member.awaited = false;
-            let own = match (&outcome, member.kernel.spawn_error.take()) {
-                (_, Some(error)) => Err(error),
-                (Err(_), None) => Err(Error::Internal("stopped: the launcher failed").into()),
-                (Ok(()), None) => Ok(()),
-            };
-            let result = member
-                .kernel
-                .finish(own, kernel_name.as_ref(), Some(member.id));
-            results.push((member.id, result));
+        for i in 0..self.members.len() {
+            if !self.members[i].awaited {
+                continue;
+            }
+            self.members[i].awaited = false;
+            let id = self.members[i].id;
+            let result = self.outcome(i, outcome.as_ref().err().is_some());
+            results.push((id, result));
         }
         outcome?;
         Ok(ids
@@ -936,30 +769,218 @@ impl<S: Wrap> Fleet<S> {
             })
             .collect())
     }
+
+    /// Member `i`'s outcome, from the core's state, connection and failure; `stopped` when the
+    /// driver failed and every kernel is stopped.
+    fn outcome(&mut self, i: usize, stopped: bool) -> Result<Launched, LaunchError> {
+        let member = &mut self.members[i];
+        let id = member.id;
+        let connected = self.registrar.launch_state(id) == Some(LauncherState::Connected);
+        let error = match (member.spawn_error.take(), stopped, connected) {
+            (Some(error), _, _) => error,
+            (None, true, _) => Error::Internal("stopped: the launcher failed").into(),
+            (None, false, true) => {
+                let connection = self.registrar.connection(id).cloned();
+                match (connection, member.registered, member.process.child.take()) {
+                    (Some(mut connection), Some((at, evidence)), Some(child)) => {
+                        if connection.kernel_name.is_none() {
+                            connection.kernel_name.clone_from(&self.options.kernel_name);
+                        }
+                        let registered_after =
+                            member.process.spawned_at.map_or(Duration::ZERO, |spawned| {
+                                at.saturating_duration_since(spawned)
+                            });
+                        return Ok(Launched {
+                            connection,
+                            evidence,
+                            child,
+                            file: member.process.file.clone(),
+                            registered_after,
+                            launch_id: Some(id),
+                        });
+                    }
+                    (_, _, child) => {
+                        member.process.child = child;
+                        Error::Internal("connected without a connection or a child").into()
+                    }
+                }
+            }
+            (None, false, false) => match self.registrar.failure(id) {
+                Some(failure) => LaunchError::Failed {
+                    failure: failure.clone(),
+                    last_rejection: member.last_rejection.take(),
+                },
+                None => Error::Internal("the launch ended neither connected nor failed").into(),
+            },
+        };
+        member.process.stop();
+        Err(error)
+    }
 }
 
-/// Puts the outcomes of the launches that started (`finished`, in order) back among the
-/// commands that could not start (`started`), so each command's result is at its own index.
-fn in_order(
-    started: Vec<Result<LaunchId, LaunchError>>,
-    finished: Vec<Result<Launched, LaunchError>>,
-) -> Vec<Result<Launched, LaunchError>> {
-    let mut finished = finished.into_iter();
-    started
-        .into_iter()
-        .map(|started| match started {
-            Ok(_) => finished
-                .next()
-                .unwrap_or_else(|| Err(Error::Internal("fewer outcomes than launches").into())),
-            Err(error) => Err(error),
+/// A [`Fleet`] being driven, with the observer that sees its events: the [`Engine`] the
+/// blocking and async drivers wait for.
+pub(crate) struct Driving<'a, S, O: ?Sized> {
+    fleet: &'a mut Fleet<S>,
+    observer: &'a mut O,
+}
+
+impl<S: Wrap, O> Engine for Driving<'_, S, O>
+where
+    O: FnMut(Instant, &RegistrarEvent) + ?Sized,
+{
+    type Socket = S;
+    type Error = LaunchError;
+
+    fn done(&self) -> bool {
+        let fleet = &self.fleet;
+        fleet
+            .members
+            .iter()
+            .filter(|m| m.awaited)
+            .all(|m| !fleet.pending(m.id))
+    }
+
+    /// The registration socket, until the earliest deadline, and never longer than [`TICK`]:
+    /// children and files are watched by polling.
+    fn interest(&mut self) -> Interest<'_, S> {
+        let fleet = &mut self.fleet;
+        let timeout = fleet
+            .registrar
+            .poll_timeout()
+            .map_or(TICK, |d| fleet.clock.until(d))
+            .min(TICK);
+        Interest {
+            sockets: vec![Watch {
+                tag: 0,
+                name: "registration",
+                socket: &mut fleet.router,
+            }],
+            timeout,
+        }
+    }
+
+    fn socket(&self, _tag: usize) -> Option<(&'static str, &S)> {
+        Some(("registration", &self.fleet.router))
+    }
+
+    fn received(&mut self, _tag: usize, frames: &[&[u8]]) -> Result<(), LaunchError> {
+        let fleet = &mut self.fleet;
+        let mut observer = |at: Instant, event: &RegistrarEvent| (self.observer)(at, event);
+        let now = fleet.clock.now();
+        fleet
+            .registrar
+            .handle_input(now, RegistrarInput::Received(frames))?;
+        fleet.drain(&mut observer)
+    }
+
+    fn woke(&mut self) -> Result<(), LaunchError> {
+        let mut observer = |at: Instant, event: &RegistrarEvent| (self.observer)(at, event);
+        self.fleet.tick(&mut observer)
+    }
+}
+
+/// Launches many kernels through **one** registration socket (the core's
+/// [`Registrar`]), at once, and restarts them through it: JEP 66's long-lived registration
+/// socket. Each kernel gets its own key and file; a request is attributed by the key that
+/// signs it, so one kernel's garbage, forgery, death or timeout never affects another's launch.
+///
+/// One type for both kinds of callers, by the socket it waits on:
+/// [`blocking::Launcher`](crate::blocking::Launcher) (`Launcher<zmq::Socket>`) has the blocking
+/// methods, `asynchronous::Launcher` (feature `async`, `Launcher<AsyncSocket>`) the same
+/// methods as `async fn`s; everything but the waiting is written once, in one engine.
+///
+/// ```no_run
+/// use jupyter_handshake_zmq::blocking::{LaunchOptions, Launcher};
+/// # fn main() -> Result<(), jupyter_handshake_zmq::LaunchError> {
+/// let ctx = zmq::Context::new();
+/// let argv: Vec<String> = ["my-kernel", "-f", "{connection_file}"].map(String::from).to_vec();
+/// let mut launcher = Launcher::new(&ctx, &LaunchOptions::default())?;
+/// let launched = launcher.launch_all(&vec![argv; 10], &mut |_, _| {})?;
+/// for kernel in launched {
+///     let mut kernel = kernel?;
+///     println!("shell port {}", kernel.connection.ports.shell);
+///     launcher.restart(&mut kernel, &mut |_, _| {})?; // new process, new ports, same socket
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Launcher<S = zmq::Socket> {
+    pub(crate) fleet: Fleet<S>,
+}
+
+#[allow(private_bounds)]
+impl<S: Wrap> Launcher<S> {
+    /// Binds the shared registration socket. `options` apply to every launch (classic mode is
+    /// refused: it has nothing to register).
+    pub fn new(ctx: &zmq::Context, options: &LaunchOptions) -> Result<Self, LaunchError> {
+        Ok(Self {
+            fleet: Fleet::new(ctx, options)?,
         })
-        .collect()
+    }
+
+    /// The shared registration socket's port.
+    pub fn port(&self) -> Option<u16> {
+        self.fleet.port()
+    }
+
+    /// Forgets `launched` for good: its key can no longer register here, and the launcher no
+    /// longer keeps anything for it (a supervisor that launches kernels for days calls this when
+    /// one is gone). It neither stops the process nor removes the file.
+    pub fn forget(&mut self, launched: &Launched) -> Result<(), LaunchError> {
+        self.fleet
+            .forget(launched.launch_id.ok_or(LaunchError::NotShared)?)
+    }
 }
 
-/// The ids of the launches that started.
-fn started_ids(started: &[Result<LaunchId, LaunchError>]) -> Vec<LaunchId> {
-    started
-        .iter()
-        .filter_map(|s| s.as_ref().ok().copied())
-        .collect()
+/// A single launch's observer, which sees the launch's own events (and, as that launch's, the
+/// drops of messages no key verified) as a launch on its own socket would.
+pub(crate) fn single<'a, O>(observer: &'a mut O) -> impl FnMut(Instant, &RegistrarEvent) + 'a
+where
+    O: FnMut(Instant, &LauncherEvent) + ?Sized,
+{
+    move |at, event| match event {
+        RegistrarEvent::Launch { event, .. } => observer(at, event),
+        RegistrarEvent::Rejected(rejection) => {
+            observer(at, &LauncherEvent::Rejected(rejection.clone()));
+        }
+        _ => {}
+    }
+}
+
+/// The one outcome of a single launch; its launch id goes (its socket closes with it).
+pub(crate) fn only(
+    results: Result<Vec<Result<Launched, LaunchError>>, LaunchError>,
+) -> Result<Launched, LaunchError> {
+    let mut launched = results?
+        .pop()
+        .unwrap_or_else(|| Err(Error::Internal("no outcome for the launch").into()))?;
+    launched.launch_id = None;
+    Ok(launched)
+}
+
+/// Binds a registration ROUTER on port 0; returns it and its port.
+fn bind_registration(
+    ctx: &zmq::Context,
+    transport: Transport,
+    ip: &str,
+) -> Result<(zmq::Socket, u16), Error> {
+    let router = socket(ctx, zmq::ROUTER, "registration")?;
+    // Defence in depth: libzmq disconnects a peer that sends a frame larger than anything the
+    // core would accept anyway.
+    let max = i64::try_from(Limits::HANDSHAKE.max_frame_len).unwrap_or(i64::MAX);
+    router
+        .set_maxmsgsize(max)
+        .map_err(|source| configure("registration", source))?;
+    let port = bind(&router, "registration", transport, ip, 0)?;
+    Ok((router, port))
+}
+
+/// Creates the directory for the launchers' files (private) and returns it.
+fn file_dir(options: &LaunchOptions) -> Result<PathBuf, Error> {
+    let dir = options.dir.clone().unwrap_or_else(runtime_dir);
+    create_private_dir(&dir).map_err(|source| Error::WriteFile {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
 }

@@ -38,6 +38,8 @@ pub mod kernel;
 pub mod launch;
 #[cfg(any(feature = "blocking", feature = "async"))]
 mod sockets;
+#[cfg(any(feature = "blocking", feature = "async"))]
+mod wait;
 
 #[cfg(feature = "async")]
 pub mod asynchronous;

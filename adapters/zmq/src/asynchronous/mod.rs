@@ -19,10 +19,12 @@
 //!   reactor, which wakes the task. `cargo run --release --example latency --features async`
 //!   measures what that adds to a handshake, next to the blocking driver and a hand-written
 //!   loop.
-//! * **The futures are `!Send`** (they borrow the caller's observer and, like the blocking
-//!   drivers, own `zmq` sockets that belong to one thread at a time): run them on a
-//!   current-thread executor, a `LocalSet`, or `block_on`. Many of them can run concurrently on
-//!   one thread (`futures::future::join_all`): one launch is one registration socket.
+//! * **The launcher's futures are `Send`** ([`launch`], [`Launcher`]'s methods; their
+//!   observer must be `Send` too): they run as tasks of a multi-thread runtime (a test spawns
+//!   them on tokio's), and many of them can run concurrently on one thread as well
+//!   (`futures::future::join_all`). The kernel side's and the client's futures borrow an
+//!   observer or sockets that are not `Sync`: run those on a current-thread executor, a
+//!   `LocalSet`, or `block_on`.
 //! * **Watching the child and the file** is polling, as in the blocking launcher: every 10 ms
 //!   (a timer), so a crashing kernel is reported within 10 ms and a stock ipykernel that
 //!   rewrites the file is seen within 10 ms.
@@ -79,6 +81,10 @@ pub type Reply = async_zmq::Reply<Frames, Vec<u8>>;
 pub type Request = async_zmq::Request<Frames, Vec<u8>>;
 /// An async SUB.
 pub type Subscribe = async_zmq::Subscribe;
+/// How the async drivers' engines hold a socket they wait on, whatever its kind: `async_zmq`'s
+/// wrappers differ only in the traits they expose, and receiving through the DEALER one is
+/// receiving one multipart message when libzmq says one is ready, for any kind.
+pub type AsyncSocket = Dealer;
 
 macro_rules! wrap {
     ($($ty:ty),*) => {$(

@@ -315,3 +315,43 @@ fn dummy_child() -> std::process::Child {
     let _ = child.wait();
     child
 }
+
+/// The launcher's futures are `Send`: they run as tasks of tokio's multi-thread runtime, which
+/// may move a task to another worker thread at any `.await`. A single launch and a launch of
+/// three through one `Launcher` run at once, on two workers.
+#[test]
+fn launches_are_send_and_run_on_tokios_multi_thread_runtime() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let ctx = zmq::Context::new();
+    let single = runtime.spawn({
+        let (ctx, options) = (ctx.clone(), options(&dir));
+        async move {
+            let mut seen = Seen::default();
+            let argv = helper_kernel_argv("async");
+            let launched = launch(&ctx, &argv, &options, &mut observe(&mut seen)).await;
+            (launched, seen.states)
+        }
+    });
+    let many = runtime.spawn({
+        let (ctx, options) = (ctx.clone(), options(&dir));
+        async move {
+            let mut launcher = super::Launcher::new(&ctx, &options).unwrap();
+            let argvs = vec![helper_kernel_argv("async"); 3];
+            launcher.launch_all(&argvs, &mut |_, _| {}).await
+        }
+    });
+    let (launched, states) = runtime.block_on(single).unwrap();
+    let mut launched = vec![Guard(launched.unwrap())];
+    assert_eq!(states, [LauncherState::Bound, LauncherState::Connected]);
+    for result in runtime.block_on(many).unwrap().unwrap() {
+        launched.push(Guard(result.unwrap()));
+    }
+    for kernel in &mut launched {
+        assert_eq!(kernel.0.evidence, Evidence::Request);
+        futures_executor::block_on(use_and_shut_down(&ctx, kernel));
+    }
+}

@@ -1,4 +1,5 @@
-//! The launcher side, blocking: [`launch`] waits with `zmq::poll` on the registration socket.
+//! The launcher side, blocking: [`launch`] and [`Launcher`] wait with `zmq::poll` on the
+//! registration socket.
 //!
 //! The sequence, classic mode and what is left on disk are described in [`crate::launch`];
 //! its types are re-exported here.
@@ -23,15 +24,19 @@ pub use crate::launch::{
     substitute_connection_file,
 };
 
-use super::{as_slices, poll, try_recv};
-use crate::clock::poll_millis;
+/// The one [`Launcher`](crate::launch::Launcher) type, waiting with `zmq::poll`.
+pub type Launcher = crate::launch::Launcher<zmq::Socket>;
+
 use crate::error::LaunchError;
-use crate::launch::{Fleet, MAX_BATCH, Run};
+use crate::kernelspec::LaunchMode;
+use crate::launch::{launch_classic, only, single};
+use crate::wait::block;
 
 /// Launches the kernel `argv` (`{connection_file}` is replaced by the file's path) and waits
-/// until it has registered.
+/// until it has registered: a launch of one through a [`Launcher`] of its own (classic mode:
+/// the ports are picked, the file written, the kernel spawned, and that is all).
 ///
-/// `observer` sees every event of the core machine (state changes, dropped messages and file
+/// `observer` sees every event of the launch (state changes, dropped messages and file
 /// changes, refusals, the outcome) with the instant it happened. See [`crate::launch`] for the
 /// sequence, classic mode, and what is left on disk.
 pub fn launch(
@@ -40,83 +45,15 @@ pub fn launch(
     options: &LaunchOptions,
     observer: &mut dyn FnMut(Instant, &LauncherEvent),
 ) -> Result<Launched, LaunchError> {
-    let mut run = Run::<zmq::Socket>::new(ctx, argv, options, observer)?;
-    let outcome = drive(&mut run);
-    run.finish(outcome)
-}
-
-fn drive(run: &mut Run<'_, zmq::Socket>) -> Result<(), LaunchError> {
-    let mut deadline = run.drain()?;
-    while !run.done() {
-        let wait = run.wait_for(deadline);
-        match &run.router {
-            Some(router) => {
-                let mut items = [router.as_poll_item(zmq::POLLIN)];
-                poll(&mut items, poll_millis(wait), "registration")?;
-            }
-            None => std::thread::sleep(wait),
-        }
-        for _ in 0..MAX_BATCH {
-            let Some(frames) = (match &run.router {
-                Some(router) if !run.done() => try_recv(router, "registration")?,
-                _ => None,
-            }) else {
-                break;
-            };
-            run.received(&as_slices(&frames))?;
-        }
-        deadline = run.tick()?;
+    if options.mode == LaunchMode::Classic {
+        return launch_classic(argv, options);
     }
-    Ok(())
-}
-
-/// Launches many kernels through **one** registration socket (the core's
-/// [`Registrar`](jupyter_handshake::registrar::Registrar)), at once, and restarts them through
-/// it: JEP 66's long-lived registration socket.
-///
-/// Each kernel gets its own key and file; a request is attributed by the key that signs it, so
-/// one kernel's garbage, forgery, death or timeout never affects another's launch.
-///
-/// ```no_run
-/// use jupyter_handshake_zmq::blocking::launcher::{LaunchOptions, Launcher};
-/// # fn main() -> Result<(), jupyter_handshake_zmq::LaunchError> {
-/// let ctx = zmq::Context::new();
-/// let argv: Vec<String> = ["my-kernel", "-f", "{connection_file}"].map(String::from).to_vec();
-/// let mut launcher = Launcher::new(&ctx, &LaunchOptions::default())?;
-/// let launched = launcher.launch_all(&vec![argv; 10], &mut |_, _| {})?;
-/// for kernel in launched {
-///     let mut kernel = kernel?;
-///     println!("shell port {}", kernel.connection.ports.shell);
-///     launcher.restart(&mut kernel, &mut |_, _| {})?; // new process, new ports, same socket
-/// }
-/// # Ok(()) }
-/// ```
-pub struct Launcher {
-    fleet: Fleet<zmq::Socket>,
+    let mut launcher = Launcher::new(ctx, options)?;
+    let launches = launcher.fleet.same_dialect(&[argv.to_vec()]);
+    only(launcher.launch_mixed(&launches, &mut single(observer)))
 }
 
 impl Launcher {
-    /// Binds the shared registration socket. `options` apply to every launch (classic mode is
-    /// refused: it has nothing to register).
-    pub fn new(ctx: &zmq::Context, options: &LaunchOptions) -> Result<Self, LaunchError> {
-        Ok(Self {
-            fleet: Fleet::new(ctx, options)?,
-        })
-    }
-
-    /// The shared registration socket's port.
-    pub fn port(&self) -> Option<u16> {
-        self.fleet.port()
-    }
-
-    /// Forgets `launched` for good: its key can no longer register here, and the launcher no
-    /// longer keeps anything for it (a supervisor that launches kernels for days calls this when
-    /// one is gone). It neither stops the process nor removes the file.
-    pub fn forget(&mut self, launched: &Launched) -> Result<(), LaunchError> {
-        self.fleet
-            .forget(launched.launch_id.ok_or(LaunchError::NotShared)?)
-    }
-
     /// Launches one kernel per command, all at once, and waits until each has registered or
     /// failed. The result for each command is at its index. `Err` only when the launcher itself
     /// failed (its socket); every kernel it started is then stopped.
@@ -140,7 +77,7 @@ impl Launcher {
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
     ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
         let started = self.fleet.start(launches, observer)?;
-        let outcome = drive_fleet(&mut self.fleet, observer);
+        let outcome = block(&mut self.fleet.driving(observer));
         self.fleet.conclude(started, outcome)
     }
 
@@ -154,28 +91,10 @@ impl Launcher {
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
     ) -> Result<(), LaunchError> {
         let id = self.fleet.restart(launched, observer)?;
-        let outcome = drive_fleet(&mut self.fleet, observer);
+        let outcome = block(&mut self.fleet.driving(observer));
         *launched = self.fleet.conclude_restart(id, outcome)?;
         Ok(())
     }
-}
-
-fn drive_fleet(
-    fleet: &mut Fleet<zmq::Socket>,
-    observer: &mut dyn FnMut(Instant, &RegistrarEvent),
-) -> Result<(), LaunchError> {
-    while !fleet.done() {
-        let mut items = [fleet.router.as_poll_item(zmq::POLLIN)];
-        poll(&mut items, poll_millis(fleet.wait_for()), "registration")?;
-        for _ in 0..MAX_BATCH {
-            let Some(frames) = try_recv(&fleet.router, "registration")? else {
-                break;
-            };
-            fleet.received(&as_slices(&frames), observer)?;
-        }
-        fleet.tick(observer)?;
-    }
-    Ok(())
 }
 
 #[cfg(all(test, unix))]
