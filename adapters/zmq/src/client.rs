@@ -1,19 +1,23 @@
-//! What every client driver shares: the channel names, the outcome of an execution, and the
-//! client's protocol bookkeeping (signing requests, reading and verifying messages, matching
-//! replies to requests, knowing when an execution or `wait_for_ready` is complete). The
-//! blocking and async clients only differ in how they wait.
+//! The client: the channel names, the outcome of an execution, the one [`Client`] type, and its
+//! engine. Every operation (a request, an execution, `wait_for_ready`, an IOPub message, a
+//! heartbeat) is a task of that engine over the client's sockets: it says which sockets it waits
+//! on and until when, and is told what arrived. Messages are read with the core (`wire::split`,
+//! verification, [`Header`], [`Header::parse_parent`]): a message that fails any of it,
+//! including a malformed parent header, is dropped and counted, never taken as "no parent".
+//! Time is the crate's [`Clock`]. The blocking and async clients only differ in how they wait.
 
 use std::time::Duration;
 
 use jupyter_handshake::message::Header;
 use jupyter_handshake::wire::{self, Limits};
-use jupyter_handshake::{ConnectionFile, Session, Signer};
+use jupyter_handshake::{ConnectionFile, Instant, Session, Signer};
 use serde_json::{Value, json};
 
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::files::{new_session_id, random_hex};
-use crate::sockets::{configure, connect, socket};
+use crate::sockets::{Wrap, configure, connect, send, socket};
+use crate::wait::{Engine, Interest, Watch};
 
 /// A request-reply channel of a kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -136,7 +140,7 @@ pub(crate) fn heartbeat(
 pub(crate) struct Messenger {
     pub(crate) connection: ConnectionFile,
     pub(crate) session: Session,
-    clock: Clock,
+    pub(crate) clock: Clock,
     limits: Limits,
 }
 
@@ -198,9 +202,10 @@ impl Messenger {
             .map_err(|e| format!("bad signature: {e}"))?;
         let parts = message.parts();
         let header = Header::from_json(parts.header).map_err(|e| format!("header: {e}"))?;
-        let parent_msg_id = serde_json::from_slice::<Value>(parts.parent_header)
-            .ok()
-            .and_then(|p| p.get("msg_id")?.as_str().map(str::to_string));
+        // No parent (empty, `{}`, `null`) is `None`; anything else must be a header.
+        let parent_msg_id = Header::parse_parent(parts.parent_header)
+            .map_err(|e| format!("parent_header: {e}"))?
+            .map(|parent| parent.msg_id);
         let content = serde_json::from_slice(parts.content).map_err(|e| format!("content: {e}"))?;
         Ok(Received {
             msg_type: header.msg_type,
@@ -275,25 +280,31 @@ impl Execution {
     }
 }
 
-/// `wait_for_ready` in progress: a `kernel_info_reply` to one of our requests, and any valid
+/// `wait_for_ready` in progress (the task [`Task::ready`]): a `kernel_info_reply` to one of our requests, and any valid
 /// IOPub message (proof that our subscription is live).
 #[derive(Default)]
 pub(crate) struct Readiness {
     requests: Vec<String>,
     reply: Option<Value>,
     iopub_live: bool,
-    last_nudge: Option<std::time::Instant>,
+    last_nudge: Option<Instant>,
 }
 
 impl Readiness {
     /// Whether a (new) `kernel_info_request` should go out now.
-    pub(crate) fn wants_nudge(&self) -> bool {
-        self.last_nudge.is_none_or(|at| at.elapsed() >= NUDGE)
+    pub(crate) fn wants_nudge(&self, now: Instant) -> bool {
+        self.last_nudge
+            .is_none_or(|at| now.saturating_duration_since(at) >= NUDGE)
     }
 
-    pub(crate) fn nudged(&mut self, msg_id: String) {
+    /// When the next `kernel_info_request` is due.
+    fn next_nudge(&self) -> Option<Instant> {
+        self.last_nudge.map(|at| at + NUDGE)
+    }
+
+    pub(crate) fn nudged(&mut self, msg_id: String, now: Instant) {
         self.requests.push(msg_id);
-        self.last_nudge = Some(std::time::Instant::now());
+        self.last_nudge = Some(now);
     }
 
     pub(crate) fn on_shell(&mut self, m: Received) {
@@ -322,5 +333,431 @@ impl Readiness {
             )),
             (None, _) => Err(dropped.timeout("reply to kernel_info_request".into(), timeout)),
         }
+    }
+}
+
+/// Socket tags of a client's engine.
+const SHELL: usize = 0;
+const CONTROL: usize = 1;
+const STDIN: usize = 2;
+const IOPUB: usize = 3;
+const HB: usize = 4;
+
+/// A connected client of one kernel, to check that a launch worked: one type for both kinds of
+/// callers, by the socket it waits on. [`blocking::Client`](crate::blocking::Client)
+/// (`Client<zmq::Socket>`) has blocking methods, `asynchronous::Client` (feature `async`) the
+/// same as `async fn`s; everything but the waiting is written once.
+///
+/// It connects the way ark's test frontend and jupyter_client do: shell and control DEALERs, a
+/// stdin DEALER with the **same** ZeroMQ identity as the shell one (the spec requires it for
+/// input requests to reach the right frontend), an IOPub SUB subscribed to everything *before*
+/// it connects, and a heartbeat REQ. Replies are matched to requests by
+/// `parent_header.msg_id`; other messages are skipped, invalid ones dropped.
+pub struct Client<S = zmq::Socket> {
+    ctx: zmq::Context,
+    messenger: Messenger,
+    shell: S,
+    control: S,
+    stdin: S,
+    iopub: S,
+    hb: S,
+}
+
+#[allow(private_bounds)]
+impl<S: Wrap> Client<S> {
+    /// Connects to the kernel described by `connection`. Connecting does not wait for the
+    /// kernel: use `wait_for_ready` before relying on IOPub.
+    pub fn connect(ctx: &zmq::Context, connection: &ConnectionFile) -> Result<Self, Error> {
+        let sockets = ClientSockets::connect(ctx, connection)?;
+        Ok(Self {
+            ctx: ctx.clone(),
+            messenger: Messenger::new(connection),
+            shell: S::wrap(sockets.shell),
+            control: S::wrap(sockets.control),
+            stdin: S::wrap(sockets.stdin),
+            iopub: S::wrap(sockets.iopub),
+            hb: S::wrap(sockets.hb),
+        })
+    }
+
+    /// The connection information this client uses.
+    pub fn connection(&self) -> &ConnectionFile {
+        &self.messenger.connection
+    }
+
+    /// The `session` of this client's headers.
+    pub fn session_id(&self) -> &str {
+        self.messenger.session.id()
+    }
+
+    /// Sends a signed `msg_type` message with `content` on `channel`; returns its `msg_id`.
+    /// Sending never waits (a DEALER queues on the pipe it made when it connected).
+    pub fn send(
+        &mut self,
+        channel: Channel,
+        msg_type: &str,
+        content: &Value,
+    ) -> Result<String, Error> {
+        let (msg_id, frames) = self.messenger.message(msg_type, content);
+        let socket = match channel {
+            Channel::Shell => &self.shell,
+            Channel::Control => &self.control,
+            Channel::Stdin => &self.stdin,
+        };
+        send(socket.raw(), channel.as_str(), frames)?;
+        Ok(msg_id)
+    }
+
+    /// A request's task: sends it, and waits for the reply whose parent it is.
+    pub(crate) fn request_task(
+        &mut self,
+        channel: Channel,
+        msg_type: &str,
+        content: &Value,
+    ) -> Result<Task, Error> {
+        let msg_id = self.send(channel, msg_type, content)?;
+        Ok(Task::Reply {
+            channel,
+            msg_type: msg_type.to_owned(),
+            msg_id,
+            reply: None,
+        })
+    }
+
+    /// An execution's task: sends the `execute_request`.
+    pub(crate) fn execute_task(&mut self, code: &str) -> Result<Task, Error> {
+        let msg_id = self.send(Channel::Shell, "execute_request", &execute_content(code))?;
+        Ok(Task::Execute(Execution::new(msg_id)))
+    }
+
+    /// A heartbeat's task: sends the ping.
+    pub(crate) fn heartbeat_task(&mut self) -> Result<Task, Error> {
+        let ping = b"ping".to_vec();
+        send(self.hb.raw(), "heartbeat", vec![ping.clone()])?;
+        Ok(Task::Heartbeat { ping, echo: None })
+    }
+
+    /// `task` as an engine that runs for at most `timeout`.
+    pub(crate) fn op(&mut self, task: Task, timeout: Duration) -> Op<'_, S> {
+        let deadline = self.messenger.clock.now() + timeout;
+        Op {
+            client: self,
+            task,
+            deadline,
+            timeout,
+            dropped: Dropped::default(),
+            expired: false,
+        }
+    }
+}
+
+/// What one client operation waits for, and what it has so far.
+pub(crate) enum Task {
+    /// The reply to `msg_id`, sent on `channel`.
+    Reply {
+        channel: Channel,
+        msg_type: String,
+        msg_id: String,
+        reply: Option<Value>,
+    },
+    /// An execution's reply and IOPub messages.
+    Execute(Execution),
+    /// `wait_for_ready`.
+    Ready(Readiness),
+    /// The next valid IOPub message.
+    Iopub(Option<(String, Value, Option<String>)>),
+    /// The heartbeat's echo: whether it was the ping.
+    Heartbeat { ping: Vec<u8>, echo: Option<bool> },
+}
+
+/// What a finished operation gives back.
+pub(crate) enum Answer {
+    Value(Value),
+    Executed(ExecuteOutcome),
+    Iopub(Option<(String, Value, Option<String>)>),
+    Beat(bool),
+}
+
+impl Answer {
+    /// The reply content an operation gave, if it gave one.
+    pub(crate) fn value(self) -> Result<Value, Error> {
+        match self {
+            Self::Value(value) => Ok(value),
+            _ => Err(Error::Internal("a client operation answered out of kind")),
+        }
+    }
+    /// What an execution gave.
+    pub(crate) fn executed(self) -> Result<ExecuteOutcome, Error> {
+        match self {
+            Self::Executed(outcome) => Ok(outcome),
+            _ => Err(Error::Internal("a client operation answered out of kind")),
+        }
+    }
+    /// The IOPub message an operation gave.
+    pub(crate) fn iopub(self) -> Result<Option<(String, Value, Option<String>)>, Error> {
+        match self {
+            Self::Iopub(message) => Ok(message),
+            _ => Err(Error::Internal("a client operation answered out of kind")),
+        }
+    }
+    /// Whether the heartbeat came back.
+    pub(crate) fn beat(self) -> Result<bool, Error> {
+        match self {
+            Self::Beat(alive) => Ok(alive),
+            _ => Err(Error::Internal("a client operation answered out of kind")),
+        }
+    }
+}
+
+/// One client operation in progress: the engine the blocking and async drivers wait for.
+pub(crate) struct Op<'a, S> {
+    client: &'a mut Client<S>,
+    task: Task,
+    deadline: Instant,
+    timeout: Duration,
+    dropped: Dropped,
+    expired: bool,
+}
+
+impl<S: Wrap> Op<'_, S> {
+    /// The operation's answer, once the driver's loop has ended; for a heartbeat that got no
+    /// echo, the heartbeat socket is replaced first (a REQ that got no reply cannot send again).
+    pub(crate) fn finish(self) -> Result<Answer, Error> {
+        let (dropped, timeout) = (self.dropped, self.timeout);
+        match self.task {
+            Task::Reply {
+                msg_type, reply, ..
+            } => reply
+                .map(Answer::Value)
+                .ok_or_else(|| dropped.timeout(format!("reply to {msg_type}"), timeout)),
+            Task::Execute(execution) => execution.finish(dropped, timeout).map(Answer::Executed),
+            Task::Ready(readiness) => readiness.finish(dropped, timeout).map(Answer::Value),
+            Task::Iopub(message) => Ok(Answer::Iopub(message)),
+            Task::Heartbeat {
+                echo: Some(same), ..
+            } => Ok(Answer::Beat(same)),
+            Task::Heartbeat { echo: None, .. } => {
+                let client = self.client;
+                let hb = heartbeat(&client.ctx, &client.messenger.connection)?;
+                let old = std::mem::replace(&mut client.hb, S::wrap(hb));
+                let _ = old.raw().set_linger(0);
+                Ok(Answer::Beat(false))
+            }
+        }
+    }
+
+    /// Before the first wait: `wait_for_ready` sends its first `kernel_info_request`.
+    pub(crate) fn start(&mut self) -> Result<(), Error> {
+        if matches!(self.task, Task::Ready(_)) {
+            self.nudge()?;
+        }
+        Ok(())
+    }
+
+    /// Sends a `kernel_info_request` if `wait_for_ready` is due one.
+    fn nudge(&mut self) -> Result<(), Error> {
+        let now = self.client.messenger.clock.now();
+        if let Task::Ready(readiness) = &self.task {
+            if !readiness.wants_nudge(now) {
+                return Ok(());
+            }
+        }
+        let msg_id = self
+            .client
+            .send(Channel::Shell, "kernel_info_request", &json!({}))?;
+        if let Task::Ready(readiness) = &mut self.task {
+            readiness.nudged(msg_id, now);
+        }
+        Ok(())
+    }
+}
+
+impl Task {
+    /// `wait_for_ready`'s task.
+    pub(crate) fn ready() -> Self {
+        Self::Ready(Readiness::default())
+    }
+
+    /// `recv_iopub`'s task.
+    pub(crate) fn next_iopub() -> Self {
+        Self::Iopub(None)
+    }
+}
+
+impl<S: Wrap> Engine for Op<'_, S> {
+    type Socket = S;
+    type Error = Error;
+
+    fn done(&self) -> bool {
+        self.expired
+            || match &self.task {
+                Task::Reply { reply, .. } => reply.is_some(),
+                Task::Execute(execution) => execution.done(),
+                Task::Ready(readiness) => readiness.done(),
+                Task::Iopub(message) => message.is_some(),
+                Task::Heartbeat { echo, .. } => echo.is_some(),
+            }
+    }
+
+    fn interest(&mut self) -> Interest<'_, S> {
+        let now = self.client.messenger.clock.now();
+        let mut until = self.deadline;
+        let c = &mut *self.client;
+        let sockets = match &self.task {
+            Task::Reply { channel, .. } => match channel {
+                Channel::Shell => vec![watch(SHELL, &mut c.shell)],
+                Channel::Control => vec![watch(CONTROL, &mut c.control)],
+                Channel::Stdin => vec![watch(STDIN, &mut c.stdin)],
+            },
+            Task::Execute(_) => vec![watch(SHELL, &mut c.shell), watch(IOPUB, &mut c.iopub)],
+            Task::Ready(readiness) => {
+                until = readiness.next_nudge().map_or(until, |at| at.min(until));
+                vec![watch(SHELL, &mut c.shell), watch(IOPUB, &mut c.iopub)]
+            }
+            Task::Iopub(_) => vec![watch(IOPUB, &mut c.iopub)],
+            Task::Heartbeat { .. } => vec![watch(HB, &mut c.hb)],
+        };
+        Interest {
+            sockets,
+            timeout: until.saturating_duration_since(now),
+        }
+    }
+
+    fn socket(&self, tag: usize) -> Option<(&'static str, &S)> {
+        let c = &self.client;
+        Some(match tag {
+            SHELL => ("shell", &c.shell),
+            CONTROL => ("control", &c.control),
+            STDIN => ("stdin", &c.stdin),
+            IOPUB => ("iopub", &c.iopub),
+            HB => ("heartbeat", &c.hb),
+            _ => return None,
+        })
+    }
+
+    fn received(&mut self, tag: usize, frames: &[&[u8]]) -> Result<(), Error> {
+        if let Task::Heartbeat { ping, echo } = &mut self.task {
+            *echo = Some(frames == [ping.as_slice()]);
+            return Ok(());
+        }
+        let name = self.socket(tag).map_or("socket", |(name, _)| name);
+        let Some(message) = self.client.messenger.read(name, frames, &mut self.dropped) else {
+            return Ok(());
+        };
+        match (&mut self.task, tag) {
+            (Task::Reply { msg_id, reply, .. }, _) => {
+                if message.parent_msg_id.as_deref() == Some(msg_id.as_str()) {
+                    *reply = Some(message.content);
+                }
+            }
+            (Task::Execute(execution), SHELL) => execution.on_shell(message),
+            (Task::Execute(execution), _) => execution.on_iopub(message),
+            (Task::Ready(readiness), SHELL) => readiness.on_shell(message),
+            (Task::Ready(readiness), _) => readiness.on_iopub(),
+            (Task::Iopub(next), _) => {
+                *next = Some((message.msg_type, message.content, message.parent_msg_id));
+            }
+            (Task::Heartbeat { .. }, _) => {}
+        }
+        Ok(())
+    }
+
+    fn woke(&mut self) -> Result<(), Error> {
+        if self.done() {
+            return Ok(());
+        }
+        if self.client.messenger.clock.now() >= self.deadline {
+            self.expired = true;
+            return Ok(());
+        }
+        if matches!(self.task, Task::Ready(_)) {
+            self.nudge()?;
+        }
+        Ok(())
+    }
+}
+
+fn watch<S>(tag: usize, socket: &mut S) -> Watch<'_, S> {
+    let name = match tag {
+        SHELL => "shell",
+        CONTROL => "control",
+        STDIN => "stdin",
+        IOPUB => "iopub",
+        _ => "heartbeat",
+    };
+    Watch { tag, name, socket }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jupyter_handshake::{KernelPorts, Key, SignatureScheme, Transport};
+
+    fn messenger() -> Messenger {
+        let connection = ConnectionFile::new(
+            Transport::Tcp,
+            "127.0.0.1",
+            SignatureScheme::HmacSha256,
+            Key::new("client-test-key"),
+            KernelPorts {
+                shell: 1,
+                iopub: 2,
+                stdin: 3,
+                control: 4,
+                hb: 5,
+            },
+        );
+        Messenger::new(&connection)
+    }
+
+    /// A message from the kernel with `parent` as its parent header, signed with the key.
+    fn from_kernel(messenger: &mut Messenger, parent: &[u8]) -> Vec<Vec<u8>> {
+        let now = messenger.clock.now();
+        let none: [&[u8]; 0] = [];
+        let (_, frames) = messenger.session.message(
+            now,
+            &none,
+            "kernel_info_reply",
+            Some(parent),
+            None,
+            b"{\"status\":\"ok\"}",
+        );
+        frames
+    }
+
+    #[test]
+    fn a_malformed_parent_header_is_dropped_not_taken_for_no_parent() {
+        let mut messenger = messenger();
+        let mut dropped = Dropped::default();
+        for parent in [&b"[1, 2]"[..], b"{\"msg_id\": 5}", b"not json"] {
+            let frames = from_kernel(&mut messenger, parent);
+            assert!(
+                messenger.read("shell", &frames, &mut dropped).is_none(),
+                "{}",
+                String::from_utf8_lossy(parent)
+            );
+        }
+        assert_eq!(dropped.count, 3);
+        assert!(
+            dropped
+                .last
+                .as_deref()
+                .is_some_and(|r| r.contains("parent_header")),
+            "{:?}",
+            dropped.last
+        );
+        // No parent at all is fine, and a full header is a parent.
+        for (parent, id) in [(&b"{}"[..], None), (b"null", None), (b"", None)] {
+            let frames = from_kernel(&mut messenger, parent);
+            let read = messenger.read("shell", &frames, &mut dropped).unwrap();
+            assert_eq!(read.parent_msg_id, id);
+        }
+        let request = messenger
+            .session
+            .header("kernel_info_request", messenger.clock.now());
+        let frames = from_kernel(&mut messenger, &request.to_json());
+        let read = messenger.read("shell", &frames, &mut dropped).unwrap();
+        assert_eq!(read.parent_msg_id, Some(request.msg_id));
+        assert_eq!(dropped.count, 3);
     }
 }

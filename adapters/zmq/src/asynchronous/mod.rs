@@ -19,12 +19,12 @@
 //!   reactor, which wakes the task. `cargo run --release --example latency --features async`
 //!   measures what that adds to a handshake, next to the blocking driver and a hand-written
 //!   loop.
-//! * **The launcher's futures are `Send`** ([`launch`], [`Launcher`]'s methods; their
-//!   observer must be `Send` too): they run as tasks of a multi-thread runtime (a test spawns
-//!   them on tokio's), and many of them can run concurrently on one thread as well
-//!   (`futures::future::join_all`). The kernel side's and the client's futures borrow an
-//!   observer or sockets that are not `Sync`: run those on a current-thread executor, a
-//!   `LocalSet`, or `block_on`.
+//! * **The launcher's and the client's futures are `Send`** ([`launch`], and the methods of
+//!   [`Launcher`] and [`Client`]; a launcher's observer must be `Send` too): they run as tasks
+//!   of a multi-thread runtime (a test spawns them on tokio's), and many of them can run
+//!   concurrently on one thread as well (`futures::future::join_all`). The kernel side's
+//!   futures borrow an observer that need not be `Send`: run those on a current-thread
+//!   executor, a `LocalSet`, or `block_on`.
 //! * **Watching the child and the file** is polling, as in the blocking launcher: every 10 ms
 //!   (a timer), so a crashing kernel is reported within 10 ms and a stock ipykernel that
 //!   rewrites the file is seen within 10 ms.

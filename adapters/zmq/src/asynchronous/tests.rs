@@ -316,9 +316,10 @@ fn dummy_child() -> std::process::Child {
     child
 }
 
-/// The launcher's futures are `Send`: they run as tasks of tokio's multi-thread runtime, which
-/// may move a task to another worker thread at any `.await`. A single launch and a launch of
-/// three through one `Launcher` run at once, on two workers.
+/// The launcher's and the client's futures are `Send`: they run as tasks of tokio's
+/// multi-thread runtime, which may move a task to another worker thread at any `.await`. A
+/// single launch and a launch of three through one `Launcher` run at once, on two workers, then
+/// a client task per kernel.
 #[test]
 fn launches_are_send_and_run_on_tokios_multi_thread_runtime() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -350,8 +351,18 @@ fn launches_are_send_and_run_on_tokios_multi_thread_runtime() {
     for result in runtime.block_on(many).unwrap().unwrap() {
         launched.push(Guard(result.unwrap()));
     }
-    for kernel in &mut launched {
-        assert_eq!(kernel.0.evidence, Evidence::Request);
-        futures_executor::block_on(use_and_shut_down(&ctx, kernel));
+    // The client's futures are Send too: each kernel is used and shut down from a task.
+    let clients: Vec<_> = launched
+        .into_iter()
+        .map(|mut kernel| {
+            let ctx = ctx.clone();
+            runtime.spawn(async move {
+                assert_eq!(kernel.0.evidence, Evidence::Request);
+                use_and_shut_down(&ctx, &mut kernel).await;
+            })
+        })
+        .collect();
+    for client in clients {
+        runtime.block_on(client).unwrap();
     }
 }

@@ -1,12 +1,14 @@
-//! A small blocking client for a running kernel: enough to prove a launch worked.
+//! A small client for a running kernel, blocking: enough to prove a launch worked. The one
+//! [`Client`](crate::client::Client) type, waiting with `zmq::poll`.
 //!
 //! It connects the way ark's test frontend and jupyter_client do: shell and control DEALERs,
 //! a stdin DEALER with the **same** ZeroMQ identity as the shell one (the spec requires it for
 //! input requests to reach the right frontend), an IOPub SUB subscribed to everything *before*
 //! it connects, and a heartbeat REQ. Messages are signed with the core's
 //! [`Session`](jupyter_handshake::Session) and read with
-//! [`wire::split`](jupyter_handshake::wire::split) and verification; anything that fails verification is dropped. Replies
-//! are matched to requests by `parent_header.msg_id`; other messages are skipped.
+//! [`wire::split`](jupyter_handshake::wire::split), verification and the core's header and
+//! parent-header parsing; anything that fails any of it is dropped. Replies are matched to
+//! requests by `parent_header.msg_id`; other messages are skipped.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -26,76 +28,18 @@
 
 use std::time::Duration;
 
-use jupyter_handshake::ConnectionFile;
 use serde_json::{Value, json};
 
 pub use crate::client::{Channel, ExecuteOutcome};
 
-use super::{poll, send, try_recv};
-use crate::client::{
-    ClientSockets, Dropped, Execution, Messenger, NUDGE, Readiness, Received, execute_content,
-    heartbeat,
-};
-use crate::clock::poll_millis;
+use crate::client::{Answer, Task};
 use crate::error::Error;
+use crate::wait::block;
 
-/// A connected client of one kernel.
-pub struct Client {
-    ctx: zmq::Context,
-    messenger: Messenger,
-    shell: zmq::Socket,
-    control: zmq::Socket,
-    stdin: zmq::Socket,
-    iopub: zmq::Socket,
-    hb: zmq::Socket,
-}
+/// The one [`Client`](crate::client::Client) type, waiting with `zmq::poll`.
+pub type Client = crate::client::Client<zmq::Socket>;
 
 impl Client {
-    /// Connects to the kernel described by `connection`. Connecting does not wait for the
-    /// kernel: use [`wait_for_ready`](Self::wait_for_ready) before relying on IOPub.
-    pub fn connect(ctx: &zmq::Context, connection: &ConnectionFile) -> Result<Self, Error> {
-        let sockets = ClientSockets::connect(ctx, connection)?;
-        Ok(Self {
-            ctx: ctx.clone(),
-            messenger: Messenger::new(connection),
-            shell: sockets.shell,
-            control: sockets.control,
-            stdin: sockets.stdin,
-            iopub: sockets.iopub,
-            hb: sockets.hb,
-        })
-    }
-
-    /// The connection information this client uses.
-    pub fn connection(&self) -> &ConnectionFile {
-        &self.messenger.connection
-    }
-
-    /// The `session` of this client's headers.
-    pub fn session_id(&self) -> &str {
-        self.messenger.session.id()
-    }
-
-    fn channel(&self, channel: Channel) -> &zmq::Socket {
-        match channel {
-            Channel::Shell => &self.shell,
-            Channel::Control => &self.control,
-            Channel::Stdin => &self.stdin,
-        }
-    }
-
-    /// Sends a signed `msg_type` message with `content` on `channel`; returns its `msg_id`.
-    pub fn send(
-        &mut self,
-        channel: Channel,
-        msg_type: &str,
-        content: &Value,
-    ) -> Result<String, Error> {
-        let (msg_id, frames) = self.messenger.message(msg_type, content);
-        send(self.channel(channel), channel.as_str(), frames)?;
-        Ok(msg_id)
-    }
-
     /// Sends a request on `channel` and waits up to `timeout` for the reply whose parent is that
     /// request; returns the reply's content. Other messages on the channel are skipped.
     pub fn request(
@@ -105,21 +49,8 @@ impl Client {
         content: Value,
         timeout: Duration,
     ) -> Result<Value, Error> {
-        let started = std::time::Instant::now();
-        let msg_id = self.send(channel, msg_type, &content)?;
-        let socket = self.channel(channel);
-        let mut dropped = Dropped::default();
-        loop {
-            let left = timeout.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                return Err(dropped.timeout(format!("reply to {msg_type}"), timeout));
-            }
-            if let Some(message) = self.recv_on(socket, channel.as_str(), left, &mut dropped)? {
-                if message.parent_msg_id.as_deref() == Some(msg_id.as_str()) {
-                    return Ok(message.content);
-                }
-            }
-        }
+        let task = self.request_task(channel, msg_type, &content)?;
+        self.run(task, timeout)?.value()
     }
 
     /// `kernel_info_request` on shell; the reply's content.
@@ -129,12 +60,8 @@ impl Client {
 
     /// `shutdown_request` (no restart) on control; the reply's content.
     pub fn shutdown(&mut self, timeout: Duration) -> Result<Value, Error> {
-        self.request(
-            Channel::Control,
-            "shutdown_request",
-            json!({"restart": false}),
-            timeout,
-        )
+        let restart = json!({"restart": false});
+        self.request(Channel::Control, "shutdown_request", restart, timeout)
     }
 
     /// Runs `code`: sends an `execute_request` on shell, then collects the reply and the IOPub
@@ -145,28 +72,8 @@ impl Client {
     /// IOPub messages published before this client's subscription was live are lost (ZeroMQ's
     /// "slow joiner"): call [`wait_for_ready`](Self::wait_for_ready) once first.
     pub fn execute(&mut self, code: &str, timeout: Duration) -> Result<ExecuteOutcome, Error> {
-        let started = std::time::Instant::now();
-        let msg_id = self.send(Channel::Shell, "execute_request", &execute_content(code))?;
-        let mut execution = Execution::new(msg_id);
-        let mut dropped = Dropped::default();
-        while !execution.done() {
-            let left = timeout.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            let (shell_ready, iopub_ready) = self.wait_either(left)?;
-            if shell_ready {
-                if let Some(m) = self.recv_on(&self.shell, "shell", Duration::ZERO, &mut dropped)? {
-                    execution.on_shell(m);
-                }
-            }
-            if iopub_ready {
-                if let Some(m) = self.recv_on(&self.iopub, "iopub", Duration::ZERO, &mut dropped)? {
-                    execution.on_iopub(m);
-                }
-            }
-        }
-        execution.finish(dropped, timeout)
+        let task = self.execute_task(code)?;
+        self.run(task, timeout)?.executed()
     }
 
     /// Waits until the kernel answers on shell **and** this client's IOPub subscription is live,
@@ -175,32 +82,7 @@ impl Client {
     /// until a reply has come and any valid IOPub message has been received. Returns the
     /// kernel_info reply content.
     pub fn wait_for_ready(&mut self, timeout: Duration) -> Result<Value, Error> {
-        let started = std::time::Instant::now();
-        let mut readiness = Readiness::default();
-        let mut dropped = Dropped::default();
-        while !readiness.done() {
-            let left = timeout.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            if readiness.wants_nudge() {
-                readiness.nudged(self.send(Channel::Shell, "kernel_info_request", &json!({}))?);
-            }
-            let (shell_ready, iopub_ready) = self.wait_either(left.min(NUDGE))?;
-            if shell_ready {
-                if let Some(m) = self.recv_on(&self.shell, "shell", Duration::ZERO, &mut dropped)? {
-                    readiness.on_shell(m);
-                }
-            }
-            if iopub_ready
-                && self
-                    .recv_on(&self.iopub, "iopub", Duration::ZERO, &mut dropped)?
-                    .is_some()
-            {
-                readiness.on_iopub();
-            }
-        }
-        readiness.finish(dropped, timeout)
+        self.run(Task::ready(), timeout)?.value()
     }
 
     /// The next valid IOPub message within `timeout`, as `(msg_type, content, parent msg_id)`;
@@ -209,71 +91,20 @@ impl Client {
         &mut self,
         timeout: Duration,
     ) -> Result<Option<(String, Value, Option<String>)>, Error> {
-        let started = std::time::Instant::now();
-        let mut dropped = Dropped::default();
-        loop {
-            let left = timeout.saturating_sub(started.elapsed());
-            if let Some(m) = self.recv_on(&self.iopub, "iopub", left, &mut dropped)? {
-                return Ok(Some((m.msg_type, m.content, m.parent_msg_id)));
-            }
-            if left.is_zero() {
-                return Ok(None);
-            }
-        }
+        self.run(Task::next_iopub(), timeout)?.iopub()
     }
 
     /// Sends a heartbeat and waits up to `timeout` for the echo. `false` if none came; the
     /// heartbeat socket is then replaced, so the next call starts afresh.
     pub fn heartbeat(&mut self, timeout: Duration) -> Result<bool, Error> {
-        let ping = b"ping".to_vec();
-        send(&self.hb, "heartbeat", vec![ping.clone()])?;
-        let started = std::time::Instant::now();
-        loop {
-            let left = timeout.saturating_sub(started.elapsed());
-            let mut items = [self.hb.as_poll_item(zmq::POLLIN)];
-            poll(&mut items, poll_millis(left), "heartbeat")?;
-            if items[0].is_readable() {
-                if let Some(frames) = try_recv(&self.hb, "heartbeat")? {
-                    return Ok(frames == [ping]);
-                }
-            }
-            if left.is_zero() {
-                // A REQ that got no reply cannot send again: start over with a new one.
-                let hb = heartbeat(&self.ctx, &self.messenger.connection)?;
-                let old = std::mem::replace(&mut self.hb, hb);
-                let _ = old.set_linger(0);
-                return Ok(false);
-            }
-        }
+        let task = self.heartbeat_task()?;
+        self.run(task, timeout)?.beat()
     }
 
-    /// Waits up to `wait` for shell or IOPub to be readable.
-    fn wait_either(&self, wait: Duration) -> Result<(bool, bool), Error> {
-        let mut items = [
-            self.shell.as_poll_item(zmq::POLLIN),
-            self.iopub.as_poll_item(zmq::POLLIN),
-        ];
-        poll(&mut items, poll_millis(wait), "shell")?;
-        Ok((items[0].is_readable(), items[1].is_readable()))
-    }
-
-    /// Receives one message from `socket` within `wait`; `None` if nothing valid came (an invalid
-    /// message is counted in `dropped`).
-    fn recv_on(
-        &self,
-        socket: &zmq::Socket,
-        name: &'static str,
-        wait: Duration,
-        dropped: &mut Dropped,
-    ) -> Result<Option<Received>, Error> {
-        let mut items = [socket.as_poll_item(zmq::POLLIN)];
-        poll(&mut items, poll_millis(wait), name)?;
-        if !items[0].is_readable() {
-            return Ok(None);
-        }
-        let Some(frames) = try_recv(socket, name)? else {
-            return Ok(None);
-        };
-        Ok(self.messenger.read(name, &frames, dropped))
+    fn run(&mut self, task: Task, timeout: Duration) -> Result<Answer, Error> {
+        let mut op = self.op(task, timeout);
+        op.start()?;
+        block(&mut op)?;
+        op.finish()
     }
 }

@@ -52,6 +52,6 @@ pub use crate::client::{Channel, ExecuteOutcome};
 pub use crate::kernel::KernelOptions;
 pub use crate::launch::{ChildStdio, LaunchOptions, Launched};
 
-pub(crate) use crate::sockets::{as_slices, poll, send, try_recv};
+pub(crate) use crate::sockets::{as_slices, poll, try_recv};
 #[cfg(test)]
 pub(crate) use crate::sockets::{bind, socket};
