@@ -1,20 +1,23 @@
-//! What every kernel-side driver shares: [`KernelOptions`], and the engine that does what the
-//! core's [`KernelHandshake`] asks (bind the five channels, connect the registration socket, send
-//! the request, write the connection file). The blocking and async
-//! drivers only differ in how they wait for the reply and the first IOPub subscription.
+//! The kernel side: [`KernelOptions`], the one kernel-side result type ([`StartedKernel`] and
+//! its [`KernelSockets`]), and the engine that does what the core's [`KernelHandshake`] asks
+//! (bind the five channels, connect the registration socket, send the request, write the
+//! connection file). The engine says what it waits on (the registration socket, and IOPub while
+//! it waits for the first subscription) and until when; the blocking and async drivers only
+//! differ in how they wait.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jupyter_handshake::{
-    ConnectionFile, Failure, Instant, KernelAction, KernelConfig, KernelEvent, KernelFile,
-    KernelHandshake, KernelInput, KernelPorts, Output, RegistrationSocket, Transport,
+    ConnectionFile, Instant, KernelAction, KernelConfig, KernelEvent, KernelFile, KernelHandshake,
+    KernelInput, KernelPorts, KernelState, Output, RegistrationSocket, Transport,
 };
 
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::files::{new_session_id, write_private_atomic};
 use crate::sockets::{Wrap, bind, configure, connect, send, socket};
+use crate::wait::{Engine, Interest, Watch};
 
 /// How long to sleep when the core names no deadline while it is not finished (it always does
 /// name one while waiting; this only bounds a wait that should never happen).
@@ -65,48 +68,68 @@ pub(crate) fn read_kernel_file(path: &Path) -> Result<KernelFile, Error> {
     })
 }
 
-/// The five bound channels as the engine holds them: IOPub as the driver waits on it (`X`), the
-/// others plain.
-pub(crate) struct Channels<X> {
-    pub(crate) shell: zmq::Socket,
-    pub(crate) iopub: X,
-    pub(crate) stdin: zmq::Socket,
-    pub(crate) control: zmq::Socket,
-    pub(crate) hb: zmq::Socket,
+/// A kernel's five bound channels: `zmq::Socket`s from the blocking driver
+/// ([`blocking::KernelSockets`](crate::blocking::KernelSockets)), `async_zmq` sockets from the
+/// async one (which receive with `StreamExt::next`, send with `SinkExt::send`, and give the
+/// socket itself with `as_raw_socket()`).
+pub struct KernelSockets<S = zmq::Socket> {
+    /// Shell: ROUTER.
+    pub shell: S,
+    /// IOPub: XPUB with `ZMQ_XPUB_VERBOSE` set, so every subscription frame is delivered (send
+    /// `iopub_welcome` on each first subscription).
+    pub iopub: S,
+    /// Stdin: ROUTER.
+    pub stdin: S,
+    /// Control: ROUTER.
+    pub control: S,
+    /// Heartbeat: REP (echo every message back).
+    pub hb: S,
 }
 
-/// What a finished start hands back.
-pub(crate) struct Started<X> {
-    pub(crate) channels: Channels<X>,
-    pub(crate) connection: ConnectionFile,
-    pub(crate) first_subscription: Option<Vec<u8>>,
+/// A kernel whose channels are bound and registered: what `start_kernel` (blocking or async)
+/// returns.
+pub struct StartedKernel<S = zmq::Socket> {
+    /// The five bound sockets.
+    pub sockets: KernelSockets<S>,
+    /// The connection information clients use (the ports actually bound).
+    pub connection: ConnectionFile,
+    /// The topic of the IOPub subscription consumed while waiting for the first subscription
+    /// ([`KernelOptions::wait_for_iopub`]); `None` when not waiting. The kernel should treat it
+    /// as a first subscription (send `iopub_welcome` to that topic).
+    pub first_subscription: Option<Vec<u8>>,
 }
 
-/// The kernel-side engine: everything `start_kernel` does except waiting. A driver calls
-/// [`drain`](Start::drain), then loops until [`done`](Start::done): wait for at most
-/// [`wait_for`](Start::wait_for) on the registration socket `R` and, while
-/// [`watching_iopub`](Start::watching_iopub), on IOPub `X`; hand a reply to
-/// [`reply`](Start::reply) and an IOPub frame to [`iopub_frame`](Start::iopub_frame); then
-/// [`tick`](Start::tick). Finally [`finish`](Start::finish).
-pub(crate) struct Start<'a, R, X> {
+/// Socket tags of the kernel side's engine.
+const REGISTRATION: usize = 0;
+const IOPUB: usize = 1;
+
+/// The kernel-side engine: everything `start_kernel` does except waiting, driven through
+/// [`Engine`]. A driver creates it, calls [`drain`](Start::drain), waits until it is done, then
+/// calls [`finish`](Start::finish).
+pub(crate) struct Start<'a, S, O: ?Sized> {
     ctx: &'a zmq::Context,
     clock: Clock,
     machine: KernelHandshake,
     options: &'a KernelOptions,
-    pub(crate) channels: Option<Channels<X>>,
-    pub(crate) req: Option<R>,
-    connected: Option<ConnectionFile>,
-    failed: Option<Failure>,
+    channels: Option<KernelSockets<S>>,
+    req: Option<S>,
+    /// Whether the registration socket can still receive: a REQ gets one reply to its one
+    /// request, and then cannot receive again.
+    req_open: bool,
+    req_is_req: bool,
     first_subscription: Option<Vec<u8>>,
-    observer: &'a mut dyn FnMut(Instant, &KernelEvent),
+    observer: &'a mut O,
 }
 
-impl<'a, R: Wrap, X: Wrap> Start<'a, R, X> {
+impl<'a, S: Wrap, O> Start<'a, S, O>
+where
+    O: FnMut(Instant, &KernelEvent) + ?Sized,
+{
     pub(crate) fn new(
         ctx: &'a zmq::Context,
         file: KernelFile,
         options: &'a KernelOptions,
-        observer: &'a mut dyn FnMut(Instant, &KernelEvent),
+        observer: &'a mut O,
     ) -> Self {
         let config = KernelConfig {
             ack_timeout: options.ack_timeout,
@@ -122,44 +145,21 @@ impl<'a, R: Wrap, X: Wrap> Start<'a, R, X> {
             options,
             channels: None,
             req: None,
-            connected: None,
-            failed: None,
+            req_open: false,
+            req_is_req: false,
             first_subscription: None,
             observer,
         }
     }
 
-    /// Whether the start is over (connected or failed).
-    pub(crate) fn done(&self) -> bool {
-        self.machine.state().is_terminal()
-    }
-
     /// Whether the driver should wait on IOPub for the first subscription.
-    pub(crate) fn watching_iopub(&self) -> bool {
+    fn watching_iopub(&self) -> bool {
         self.options.wait_for_iopub.is_some() && self.first_subscription.is_none() && !self.done()
-    }
-
-    /// How long to wait at most before the next [`tick`](Self::tick).
-    pub(crate) fn wait_for(&self, deadline: Option<Instant>) -> Duration {
-        deadline.map_or(IDLE_TICK, |d| self.clock.until(d))
-    }
-
-    /// Feeds a message received on the registration socket to the core. (A REQ delivers one
-    /// reply per request: a driver receives once.)
-    pub(crate) fn reply(&mut self, frames: &[&[u8]]) -> Result<(), Error> {
-        if self.done() {
-            return Ok(());
-        }
-        let now = self.clock.now();
-        self.machine
-            .handle_input(now, KernelInput::Received(frames))?;
-        self.drain()?;
-        Ok(())
     }
 
     /// Feeds a frame received on the IOPub XPUB: `0x01 topic` is a subscription (news for the
     /// core), `0x00 topic` an unsubscription (not).
-    pub(crate) fn iopub_frame(&mut self, frame: &[u8]) -> Result<(), Error> {
+    fn iopub_frame(&mut self, frame: &[u8]) -> Result<(), Error> {
         let Some((&1, topic)) = frame.split_first() else {
             return Ok(());
         };
@@ -170,20 +170,11 @@ impl<'a, R: Wrap, X: Wrap> Start<'a, R, X> {
         let now = self.clock.now();
         self.machine
             .handle_input(now, KernelInput::IopubSubscribed)?;
-        self.drain()?;
-        Ok(())
-    }
-
-    /// After each wake-up: reports the deadline (which may have passed); returns the deadline to
-    /// wait towards next.
-    pub(crate) fn tick(&mut self) -> Result<Option<Instant>, Error> {
-        let now = self.clock.now();
-        self.machine.handle_input(now, KernelInput::Timeout)?;
         self.drain()
     }
 
-    /// Does everything the machine asks until it is drained; returns its deadline.
-    pub(crate) fn drain(&mut self) -> Result<Option<Instant>, Error> {
+    /// Does everything the machine asks until it is drained.
+    pub(crate) fn drain(&mut self) -> Result<(), Error> {
         loop {
             match self.machine.poll_output() {
                 Output::Action(KernelAction::BindChannels {
@@ -204,9 +195,11 @@ impl<'a, R: Wrap, X: Wrap> Start<'a, R, X> {
                         RegistrationSocket::Req => zmq::REQ,
                         RegistrationSocket::Dealer => zmq::DEALER,
                     };
+                    self.req_is_req = kind == zmq::REQ;
                     let req = socket(self.ctx, kind, "registration")?;
                     connect(&req, "registration", &endpoint)?;
-                    self.req = Some(R::wrap(req));
+                    self.req = Some(S::wrap(req));
+                    self.req_open = true;
                     let now = self.clock.now();
                     self.machine
                         .handle_input(now, KernelInput::RegistrationConnected)?;
@@ -221,30 +214,26 @@ impl<'a, R: Wrap, X: Wrap> Start<'a, R, X> {
                         ));
                     }
                 },
-                Output::Event(event) => {
-                    (self.observer)(self.clock.now(), &event);
-                    match event {
-                        KernelEvent::Connected(connection) => self.connected = Some(connection),
-                        KernelEvent::Failed(failure) => self.failed = Some(failure),
-                        _ => {}
-                    }
-                }
-                Output::Timeout(deadline) => return Ok(deadline),
+                Output::Event(event) => (self.observer)(self.clock.now(), &event),
+                Output::Timeout(_) => return Ok(()),
             }
         }
     }
 
     /// Closes the registration socket and returns the channels and the connection information
     /// (after writing the kernel's own connection file if asked), or the core's reason.
-    pub(crate) fn finish(mut self) -> Result<Started<X>, Error> {
+    pub(crate) fn finish(mut self) -> Result<StartedKernel<S>, Error> {
         drop(self.req.take());
-        if let Some(failure) = self.failed.take() {
-            return Err(Error::Handshake(failure));
+        if let Some(failure) = self.machine.failure() {
+            return Err(Error::Handshake(failure.clone()));
         }
-        let (Some(channels), Some(connection)) = (self.channels.take(), self.connected.take())
-        else {
+        let (Some(channels), Some(connection), KernelState::Connected) = (
+            self.channels.take(),
+            self.machine.connection().cloned(),
+            self.machine.state(),
+        ) else {
             return Err(Error::Internal(
-                "the core reported Connected without bound channels",
+                "the start ended without bound channels and a connection",
             ));
         };
         if let Some(path) = &self.options.write_connection_file {
@@ -255,22 +244,93 @@ impl<'a, R: Wrap, X: Wrap> Start<'a, R, X> {
                 }
             })?;
         }
-        Ok(Started {
-            channels,
+        Ok(StartedKernel {
+            sockets: channels,
             connection,
             first_subscription: self.first_subscription,
         })
     }
 }
 
+impl<S: Wrap, O> Engine for Start<'_, S, O>
+where
+    O: FnMut(Instant, &KernelEvent) + ?Sized,
+{
+    type Socket = S;
+    type Error = Error;
+
+    fn done(&self) -> bool {
+        self.machine.state().is_terminal()
+    }
+
+    /// The registration socket for the reply and, while waiting for the first subscription,
+    /// IOPub; until the core's deadline.
+    fn interest(&mut self) -> Interest<'_, S> {
+        let timeout = self
+            .machine
+            .poll_timeout()
+            .map_or(IDLE_TICK, |d| self.clock.until(d));
+        let watch_iopub = self.watching_iopub();
+        let mut sockets = Vec::with_capacity(2);
+        if let (true, Some(req)) = (self.req_open, self.req.as_mut()) {
+            sockets.push(Watch {
+                tag: REGISTRATION,
+                name: "registration",
+                socket: req,
+            });
+        }
+        if let (true, Some(channels)) = (watch_iopub, self.channels.as_mut()) {
+            sockets.push(Watch {
+                tag: IOPUB,
+                name: "iopub",
+                socket: &mut channels.iopub,
+            });
+        }
+        Interest { sockets, timeout }
+    }
+
+    fn socket(&self, tag: usize) -> Option<(&'static str, &S)> {
+        match tag {
+            REGISTRATION if self.req_open => self.req.as_ref().map(|req| ("registration", req)),
+            IOPUB if self.watching_iopub() => self.channels.as_ref().map(|c| ("iopub", &c.iopub)),
+            _ => None,
+        }
+    }
+
+    /// A reply on the registration socket goes to the core; a frame on IOPub may be the first
+    /// subscription. Nothing is fed once the start is over.
+    fn received(&mut self, tag: usize, frames: &[&[u8]]) -> Result<(), Error> {
+        if self.done() {
+            return Ok(());
+        }
+        if tag == IOPUB {
+            // An XPUB delivers a subscription as one frame; joined anyway.
+            return self.iopub_frame(&frames.concat());
+        }
+        // A REQ gets one reply per request (the kernel sends one); a DEALER may get more.
+        self.req_open = !self.req_is_req;
+        let now = self.clock.now();
+        self.machine
+            .handle_input(now, KernelInput::Received(frames))?;
+        self.drain()
+    }
+
+    /// Reports the time (the deadline may have passed).
+    fn woke(&mut self) -> Result<(), Error> {
+        let now = self.clock.now();
+        self.machine.handle_input(now, KernelInput::Timeout)?;
+        self.drain()
+    }
+}
+
 /// Binds the five channels (in ark's order: shell, iopub, heartbeat, stdin, control) on `ports`,
 /// or on port 0 each when `ports` is `None` (or a port is 0).
-fn bind_channels<X: Wrap>(
+fn bind_channels<S: Wrap>(
     ctx: &zmq::Context,
     transport: Transport,
     ip: &str,
     ports: Option<KernelPorts>,
-) -> Result<(Channels<X>, KernelPorts), Error> {
+) -> Result<(KernelSockets<S>, KernelPorts), Error> {
     let wanted = ports.unwrap_or_default();
     let shell = socket(ctx, zmq::ROUTER, "shell")?;
     let iopub = socket(ctx, zmq::XPUB, "iopub")?;
@@ -287,12 +347,12 @@ fn bind_channels<X: Wrap>(
         stdin: bind(&stdin, "stdin", transport, ip, wanted.stdin)?,
         control: bind(&control, "control", transport, ip, wanted.control)?,
     };
-    let channels = Channels {
-        shell,
-        iopub: X::wrap(iopub),
-        stdin,
-        control,
-        hb,
+    let channels = KernelSockets {
+        shell: S::wrap(shell),
+        iopub: S::wrap(iopub),
+        stdin: S::wrap(stdin),
+        control: S::wrap(control),
+        hb: S::wrap(hb),
     };
     Ok((channels, bound))
 }

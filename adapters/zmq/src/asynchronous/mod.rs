@@ -19,12 +19,11 @@
 //!   reactor, which wakes the task. `cargo run --release --example latency --features async`
 //!   measures what that adds to a handshake, next to the blocking driver and a hand-written
 //!   loop.
-//! * **The launcher's and the client's futures are `Send`** ([`launch`], and the methods of
-//!   [`Launcher`] and [`Client`]; a launcher's observer must be `Send` too): they run as tasks
-//!   of a multi-thread runtime (a test spawns them on tokio's), and many of them can run
-//!   concurrently on one thread as well (`futures::future::join_all`). The kernel side's
-//!   futures borrow an observer that need not be `Send`: run those on a current-thread
-//!   executor, a `LocalSet`, or `block_on`.
+//! * **The futures are `Send`** ([`launch`], [`start_kernel`], and the methods of
+//!   [`Launcher`] and [`Client`]; an observer must be `Send` too): they run as tasks of a
+//!   multi-thread runtime (a test spawns launches and clients on tokio's), and many of them can
+//!   run concurrently on one thread as well (`futures::future::join_all`). (`zmq` 0.10 sockets
+//!   are `Send`; the futures were `!Send` only because their observers needed not be.)
 //! * **Watching the child and the file** is polling, as in the blocking launcher: every 10 ms
 //!   (a timer), so a crashing kernel is reported within 10 ms and a stock ipykernel that
 //!   rewrites the file is seen within 10 ms.
@@ -86,33 +85,12 @@ pub type Subscribe = async_zmq::Subscribe;
 /// receiving one multipart message when libzmq says one is ready, for any kind.
 pub type AsyncSocket = Dealer;
 
-macro_rules! wrap {
-    ($($ty:ty),*) => {$(
-        impl Wrap for $ty {
-            fn wrap(socket: zmq::Socket) -> Self {
-                Self::from(socket)
-            }
-            fn raw(&self) -> &zmq::Socket {
-                self.as_raw_socket()
-            }
-        }
-    )*};
-}
-wrap!(Router, Dealer, XPublish, Reply, Subscribe);
-
-/// `async_zmq`'s REQ gives its socket only from an `async fn`; this REQ wrapper keeps the socket
-/// reachable for plain sends and still receives through `async_zmq`'s reactor.
-pub(crate) struct Req(Dealer);
-
-impl Wrap for Req {
+impl Wrap for AsyncSocket {
     fn wrap(socket: zmq::Socket) -> Self {
-        // `async_zmq`'s wrappers only differ in the traits they expose; receiving through the
-        // DEALER wrapper is receiving one multipart message when libzmq says one is ready,
-        // which is what a REQ socket needs too (libzmq keeps the REQ state machine).
-        Self(Dealer::from(socket))
+        Self::from(socket)
     }
     fn raw(&self) -> &zmq::Socket {
-        self.0.as_raw_socket()
+        self.as_raw_socket()
     }
 }
 

@@ -366,3 +366,28 @@ fn launches_are_send_and_run_on_tokios_multi_thread_runtime() {
         runtime.block_on(client).unwrap();
     }
 }
+
+/// The kernel side's future is `Send` too (its observer must be): it may be spawned on a
+/// multi-thread runtime. Checked when this test compiles; the future is dropped unpolled.
+#[test]
+fn the_kernel_sides_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let ctx = zmq::Context::new();
+    let options = KernelOptions::default();
+    let mut states = Vec::new();
+    let mut observer = |_: jupyter_handshake::Instant, event: &KernelEvent| {
+        if let KernelEvent::StateChanged { to, .. } = event {
+            states.push(*to);
+        }
+    };
+    let start = start_kernel(
+        &ctx,
+        std::path::Path::new("/nonexistent/kernel.json"),
+        &options,
+        &mut observer,
+    );
+    assert_send(&start);
+    // Never polled: it would fail to read the file; dropping it does nothing.
+    drop(start);
+    assert!(states.is_empty());
+}

@@ -33,43 +33,25 @@
 
 use std::path::Path;
 
-use jupyter_handshake::{ConnectionFile, Instant, KernelEvent, KernelFile};
+use jupyter_handshake::{Instant, KernelEvent, KernelFile};
 
 pub use crate::kernel::KernelOptions;
 
-use super::{as_slices, poll, try_recv};
-use crate::clock::poll_millis;
 use crate::error::Error;
 use crate::kernel::{Start, read_kernel_file};
+use crate::wait::block;
 
-/// The kernel's five bound channels.
-pub struct KernelSockets {
-    /// Shell: ROUTER.
-    pub shell: zmq::Socket,
-    /// IOPub: XPUB with `ZMQ_XPUB_VERBOSE` set, so every subscription frame is delivered (send
-    /// `iopub_welcome` on each first subscription).
-    pub iopub: zmq::Socket,
-    /// Stdin: ROUTER.
-    pub stdin: zmq::Socket,
-    /// Control: ROUTER.
-    pub control: zmq::Socket,
-    /// Heartbeat: REP (echo every message back).
-    pub hb: zmq::Socket,
-}
+/// The kernel's five bound channels, as `zmq::Socket`s (the one
+/// [`KernelSockets`](crate::kernel::KernelSockets) type).
+pub type KernelSockets = crate::kernel::KernelSockets<zmq::Socket>;
 
-/// A kernel whose channels are bound and registered.
-pub struct StartedKernel {
-    /// The five bound sockets.
-    pub sockets: KernelSockets,
-    /// The connection information clients use (the ports actually bound).
-    pub connection: ConnectionFile,
-    /// The topic of the IOPub subscription consumed while waiting for the first subscription
-    /// (the XPUB frame without its leading `0x01`; empty for a subscribe-all), if any: the
-    /// caller should still greet that subscriber with `iopub_welcome`. `None` when no
-    /// subscription was consumed (then any subscription is still queued on
-    /// [`KernelSockets::iopub`]).
-    pub first_subscription: Option<Vec<u8>>,
-}
+/// A kernel whose channels are bound and registered (the one
+/// [`StartedKernel`](crate::kernel::StartedKernel) type). Its `first_subscription` is the
+/// topic of the IOPub subscription consumed while waiting for the first subscription (the XPUB
+/// frame without its leading `0x01`; empty for a subscribe-all), if any: the caller should
+/// still greet that subscriber with `iopub_welcome`. `None` when no subscription was consumed
+/// (then any subscription is still queued on the IOPub socket).
+pub type StartedKernel = crate::kernel::StartedKernel<zmq::Socket>;
 
 /// Starts the kernel side from the connection or registration file at `file`.
 ///
@@ -93,59 +75,10 @@ pub fn start_kernel_with(
     options: &KernelOptions,
     observer: &mut dyn FnMut(Instant, &KernelEvent),
 ) -> Result<StartedKernel, Error> {
-    let mut start = Start::<zmq::Socket, zmq::Socket>::new(ctx, file, options, observer);
-    let mut deadline = start.drain()?;
-    while !start.done() {
-        let wait = start.wait_for(deadline);
-        let watch_iopub = start.watching_iopub();
-        let (req_ready, iopub_ready) = {
-            let mut items = Vec::with_capacity(2);
-            if let Some(req) = &start.req {
-                items.push(req.as_poll_item(zmq::POLLIN));
-            }
-            let iopub_at = items.len();
-            if let (true, Some(channels)) = (watch_iopub, &start.channels) {
-                items.push(channels.iopub.as_poll_item(zmq::POLLIN));
-            }
-            poll(&mut items, poll_millis(wait), "registration")?;
-            let req_ready = start.req.is_some() && items[0].is_readable();
-            let iopub_ready = items.get(iopub_at).is_some_and(zmq::PollItem::is_readable);
-            (req_ready, iopub_ready)
-        };
-        if req_ready {
-            // A REQ delivers one reply per request: receive once (a second receive is EFSM).
-            if let Some(frames) = match &start.req {
-                Some(req) => try_recv(req, "registration")?,
-                None => None,
-            } {
-                start.reply(&as_slices(&frames))?;
-            }
-        }
-        if iopub_ready {
-            while let Some(frame) = match &start.channels {
-                Some(c) if start.watching_iopub() => {
-                    try_recv(&c.iopub, "iopub")?.map(|frames| frames.concat())
-                }
-                _ => None,
-            } {
-                start.iopub_frame(&frame)?;
-            }
-        }
-        deadline = start.tick()?;
-    }
-    let started = start.finish()?;
-    let c = started.channels;
-    Ok(StartedKernel {
-        sockets: KernelSockets {
-            shell: c.shell,
-            iopub: c.iopub,
-            stdin: c.stdin,
-            control: c.control,
-            hb: c.hb,
-        },
-        connection: started.connection,
-        first_subscription: started.first_subscription,
-    })
+    let mut start = Start::new(ctx, file, options, observer);
+    start.drain()?;
+    block(&mut start)?;
+    start.finish()
 }
 
 #[cfg(test)]
@@ -155,6 +88,7 @@ mod tests {
     use crate::clock::Clock;
     use crate::files::tests::TempDir;
     use crate::files::write_private_atomic;
+    use jupyter_handshake::ConnectionFile;
     use jupyter_handshake::message::Header;
     use jupyter_handshake::wire::{self, Limits};
     use jupyter_handshake::{Failure, Transport};

@@ -52,6 +52,5 @@ pub use crate::client::{Channel, ExecuteOutcome};
 pub use crate::kernel::KernelOptions;
 pub use crate::launch::{ChildStdio, LaunchOptions, Launched};
 
-pub(crate) use crate::sockets::{as_slices, poll, try_recv};
 #[cfg(test)]
-pub(crate) use crate::sockets::{bind, socket};
+pub(crate) use crate::sockets::{as_slices, bind, socket};
