@@ -293,12 +293,20 @@ pub(crate) fn launch_classic(
     })
 }
 
-/// What a file looked like when last looked at: its length and modification time (from one
-/// `stat`), and its bytes.
+/// What a file looked like when last looked at: its `stat` (see [`Stat`]) and its bytes.
 struct Seen {
+    stat: Stat,
+    bytes: Vec<u8>,
+}
+
+/// What one `stat` says about a file, enough to tell it changed: its length, its modification
+/// time and (on Unix) its inode, which an atomic replacement changes even within one tick of a
+/// coarse clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stat {
     len: u64,
     modified: Option<SystemTime>,
-    bytes: Vec<u8>,
+    inode: u64,
 }
 
 /// One kernel process of a launch: its file and its child. What the core says about the launch
@@ -333,12 +341,12 @@ impl Process {
             path: self.file.clone(),
             source,
         })?;
-        let (len, modified) = stat(&self.file).unwrap_or((0, None));
-        self.seen = Some(Seen {
-            len,
-            modified,
-            bytes,
+        let stat = stat(&self.file).unwrap_or(Stat {
+            len: 0,
+            modified: None,
+            inode: 0,
         });
+        self.seen = Some(Seen { stat, bytes });
         let argv = substitute_connection_file(argv, &self.file);
         let (program, args) = argv.split_first().ok_or(LaunchError::EmptyCommand)?;
         let child = Command::new(program)
@@ -357,21 +365,20 @@ impl Process {
     }
 
     /// The file's bytes, if they differ from the last ones written or seen. The file is read
-    /// only when one `stat` says its length or modification time changed; a file that cannot
-    /// be read right now (being replaced, removed) is no news. A half-written file is news: the
-    /// core drops it as garbage, and the next write, which changes the length or the time
+    /// only when one `stat` says it changed (length, modification time, inode); a file that
+    /// cannot be read right now (being replaced, removed) is no news. A half-written file is
+    /// news: the core drops it as garbage, and the rest of the write, which changes the length
     /// again, is read again.
     fn file_change(&mut self) -> Option<Vec<u8>> {
         let seen = self.seen.as_mut()?;
-        let (len, modified) = stat(&self.file)?;
-        if len == seen.len && modified == seen.modified {
+        let stat = stat(&self.file)?;
+        if stat == seen.stat {
             return None;
         }
         let bytes = std::fs::read(&self.file).ok()?;
-        // What was read is what the next stat is compared with: a write after the stat and
-        // before the read shows as a change again at the next look.
-        seen.len = len;
-        seen.modified = modified;
+        // The stat was taken before the read: a write in between shows as a change again at
+        // the next look, and is read then.
+        seen.stat = stat;
         if bytes == seen.bytes {
             return None;
         }
@@ -404,10 +411,18 @@ impl Process {
     }
 }
 
-/// A file's length and modification time, from one `stat`; `None` if it cannot be stat'ed now.
-fn stat(path: &Path) -> Option<(u64, Option<SystemTime>)> {
+/// A file's [`Stat`], from one `stat`; `None` if it cannot be stat'ed now.
+fn stat(path: &Path) -> Option<Stat> {
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.len(), meta.modified().ok()))
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Stat {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        inode,
+    })
 }
 
 /// One launch of a [`Fleet`]: its command, its process, and what only the driver knows.
@@ -983,4 +998,47 @@ fn file_dir(options: &LaunchOptions) -> Result<PathBuf, Error> {
         source,
     })?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::tests::TempDir;
+
+    /// A process record whose file was written by "us" with `bytes`, as `write_and_spawn` does.
+    fn written(dir: &TempDir, bytes: &[u8]) -> Process {
+        let mut process = Process::new(&dir.0, "watch");
+        write_private_atomic(&process.file, bytes).unwrap();
+        process.seen = Some(Seen {
+            stat: stat(&process.file).unwrap(),
+            bytes: bytes.to_vec(),
+        });
+        process
+    }
+
+    #[test]
+    fn a_file_is_read_when_its_stat_changes_and_news_only_when_its_bytes_do() {
+        let dir = TempDir::new();
+        let mut process = written(&dir, b"{\"registration\": 1}");
+        assert_eq!(process.file_change(), None, "nothing changed");
+        // The kernel rewrites it in place (as ipykernel does): first half of it, then all.
+        std::fs::write(&process.file, b"{\"shell_port\":").unwrap();
+        assert_eq!(
+            process.file_change().as_deref(),
+            Some(&b"{\"shell_port\":"[..])
+        );
+        assert_eq!(process.file_change(), None, "read once per change");
+        std::fs::write(&process.file, b"{\"shell_port\": 5}").unwrap();
+        assert_eq!(
+            process.file_change().as_deref(),
+            Some(&b"{\"shell_port\": 5}"[..]),
+            "the rest of a half-written file is read again"
+        );
+        // Replaced by the same bytes (a new inode, a new time): read, but no news.
+        write_private_atomic(&process.file, b"{\"shell_port\": 5}").unwrap();
+        assert_eq!(process.file_change(), None);
+        // Gone: no news, no error.
+        std::fs::remove_file(&process.file).unwrap();
+        assert_eq!(process.file_change(), None);
+    }
 }
