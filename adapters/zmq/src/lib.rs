@@ -12,7 +12,11 @@
 //! * [`asynchronous`] (feature `async`): the same three as `async fn`s over `async_zmq`, on any
 //!   executor; see its docs for what that costs (a reactor thread) and the `latency` example
 //!   for what it measures.
-//! * [`launch`], [`kernel`], [`client`]: the options and results the drivers share.
+//! * [`launch`], [`kernel`], [`client`]: the one [`Launcher`](launch::Launcher),
+//!   [`StartedKernel`](kernel::StartedKernel) and [`Client`](client::Client) types (each over
+//!   the socket it waits on), the options and results, and each side's engine: a sans-IO object
+//!   that says what it waits on and is told what woke it, driven by one `zmq::poll` loop
+//!   (blocking) or one future (async).
 //! * [`clock`], [`files`], [`kernelspec`], [`error`]: what any driver needs — the core's timeline,
 //!   private atomic files, the Jupyter runtime dir, keys and session ids, kernelspecs and the
 //!   launch mode they imply.
