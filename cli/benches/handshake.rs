@@ -4,6 +4,11 @@
 //!   launcher machine served on a ROUTER by a second thread, ≥ 1000 times. Measured from the
 //!   kernel's `Bound` (its five ports are bound) to both sides `Connected`, with one monotonic
 //!   clock read in the observers.
+//! * `loopback_floor`: what ZeroMQ alone costs for the same exchange, interleaved with the
+//!   loopback rounds: a fresh REQ socket connecting to a ROUTER served by a second thread, one
+//!   request and one reply with the frame sizes of the handshake's own (recorded from its
+//!   first round), no protocol. The handshake is then reported as a ratio to it (median and
+//!   p99), which is what the loopback figure means on a machine of any speed or load.
 //! * `launch`: N copies of the demo kernel (`jupyter-handshake kernel`) through one
 //!   `blocking::Launcher` (one registration socket), N = 1, 10, 100: launches per second (N over
 //!   the wall time of `launch_all`) and each kernel's time to `Connected` from the start.
@@ -32,13 +37,31 @@ fn main() -> Res<()> {
         .unwrap_or(1000);
     let ctx = zmq::Context::new();
     let mut loopback = Vec::with_capacity(rounds);
+    let mut floor = Vec::with_capacity(rounds);
+    let (_, sizes) = loopback_round(&ctx)?;
     for round in 0..rounds + 20 {
-        let taken = loopback_round(&ctx)?;
+        let (taken, _) = loopback_round(&ctx)?;
+        let bare = floor_round(&ctx, &sizes)?;
         if round >= 20 {
             loopback.push(taken);
+            floor.push(bare);
         }
     }
-    report("loopback", &mut loopback, None);
+    let (handshake_median, handshake_p99) = report("loopback", &mut loopback, None);
+    let (floor_median, floor_p99) = report("loopback_floor", &mut floor, None);
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!(
+        "loopback / floor: median {:.2}x, p99 {:.2}x (request {} B, reply {} B in frames)",
+        ratio(handshake_median, floor_median),
+        ratio(handshake_p99, floor_p99),
+        sizes.request.iter().sum::<usize>(),
+        sizes.reply.iter().sum::<usize>(),
+    );
+    println!(
+        "JSON {{\"bench\":\"loopback_over_floor\",\"median_ratio\":{:.3},\"p99_ratio\":{:.3}}}",
+        ratio(handshake_median, floor_median),
+        ratio(handshake_p99, floor_p99)
+    );
 
     let dir = std::env::temp_dir().join(format!("jh-bench-{}", std::process::id()));
     let argv: Vec<String> = [
@@ -68,8 +91,9 @@ fn main() -> Res<()> {
     Ok(())
 }
 
-/// Prints median and p99 (and launches per second) as a table line and a JSON line.
-fn report(name: &str, samples: &mut [Duration], per_second: Option<f64>) {
+/// Prints median and p99 (and launches per second) as a table line and a JSON line; returns the
+/// median and the p99.
+fn report(name: &str, samples: &mut [Duration], per_second: Option<f64>) -> (Duration, Duration) {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     let (median, p99) = (at(0.5), at(0.99));
@@ -87,10 +111,70 @@ fn report(name: &str, samples: &mut [Duration], per_second: Option<f64>) {
         p99.as_nanos(),
         per_second.map_or("null".to_string(), |r| format!("{r:.1}"))
     );
+    (median, p99)
 }
 
-/// One loopback handshake; the time from the kernel's ports bound to both sides Connected.
-fn loopback_round(ctx: &zmq::Context) -> Res<Duration> {
+/// The frame sizes of a handshake as the registration ROUTER saw them: the request's frames
+/// after the REQ envelope (routing identity and empty delimiter), and the reply's.
+#[derive(Clone, Debug, Default)]
+struct Sizes {
+    request: Vec<usize>,
+    reply: Vec<usize>,
+}
+
+/// The frames after a REQ envelope (everything up to and including the first empty frame).
+fn after_envelope(frames: &[Vec<u8>]) -> Vec<usize> {
+    let body = frames
+        .iter()
+        .position(Vec::is_empty)
+        .map_or(frames, |at| &frames[at + 1..]);
+    body.iter().map(Vec::len).collect()
+}
+
+/// One exchange with no protocol, for the floor: the ROUTER is bound first (as the launcher's
+/// is before the kernel starts), then timed: a fresh REQ connects, sends frames of the
+/// request's sizes, and the ROUTER's thread answers with frames of the reply's sizes; until both
+/// are done.
+fn floor_round(ctx: &zmq::Context, sizes: &Sizes) -> Res<Duration> {
+    let router = ctx.socket(zmq::ROUTER)?;
+    router.set_linger(1000)?;
+    router.bind("tcp://127.0.0.1:0")?;
+    let endpoint = router.get_last_endpoint()?.map_err(|_| "not UTF-8")?;
+    let reply: Vec<Vec<u8>> = sizes.reply.iter().map(|&n| vec![b'r'; n]).collect();
+    let request: Vec<Vec<u8>> = sizes.request.iter().map(|&n| vec![b'q'; n]).collect();
+    let server = std::thread::spawn(move || -> Result<StdInstant, String> {
+        if router
+            .poll(zmq::POLLIN, 10_000)
+            .map_err(|e| e.to_string())?
+            == 0
+        {
+            return Err("no request within 10 s".into());
+        }
+        let frames = router.recv_multipart(0).map_err(|e| e.to_string())?;
+        // The envelope back, then the reply.
+        let envelope = frames.iter().position(Vec::is_empty).map_or(1, |at| at + 1);
+        let mut out: Vec<Vec<u8>> = frames[..envelope].to_vec();
+        out.extend(reply);
+        router.send_multipart(out, 0).map_err(|e| e.to_string())?;
+        Ok(StdInstant::now())
+    });
+    let start = StdInstant::now();
+    let req = ctx.socket(zmq::REQ)?;
+    req.set_linger(1000)?;
+    req.connect(&endpoint)?;
+    req.send_multipart(request, 0)?;
+    if req.poll(zmq::POLLIN, 10_000)? == 0 {
+        return Err("no reply within 10 s".into());
+    }
+    let _reply = req.recv_multipart(0)?;
+    let received = StdInstant::now();
+    let sent = server.join().map_err(|_| "floor thread panicked")??;
+    Ok(received.max(sent).saturating_duration_since(start))
+}
+
+/// One loopback handshake; the time from the kernel's ports bound to both sides Connected, and
+/// the sizes of its request and reply.
+fn loopback_round(ctx: &zmq::Context) -> Res<(Duration, Sizes)> {
     let clock = Clock::new();
     let mut launcher = LauncherHandshake::new(LauncherConfig {
         key: random_key(),
@@ -114,7 +198,8 @@ fn loopback_round(ctx: &zmq::Context) -> Res<Duration> {
         }
     }
     let file = KernelFile::Registration(file.ok_or("no file")?);
-    let server = std::thread::spawn(move || -> Result<StdInstant, String> {
+    let server = std::thread::spawn(move || -> Result<(StdInstant, Sizes), String> {
+        let mut sizes = Sizes::default();
         loop {
             if router
                 .poll(zmq::POLLIN, 10_000)
@@ -128,12 +213,16 @@ fn loopback_round(ctx: &zmq::Context) -> Res<Duration> {
             launcher
                 .handle_input(clock.now(), LauncherInput::Received(&refs))
                 .map_err(|e| e.to_string())?;
+            sizes.request = after_envelope(&frames);
             let mut connected = None;
             loop {
                 match launcher.poll_output() {
-                    Output::Transmit(t) => router
-                        .send_multipart(t.frames, 0)
-                        .map_err(|e| e.to_string())?,
+                    Output::Transmit(t) => {
+                        sizes.reply = after_envelope(&t.frames);
+                        router
+                            .send_multipart(t.frames, 0)
+                            .map_err(|e| e.to_string())?
+                    }
                     Output::Event(LauncherEvent::Registered { .. }) => {
                         connected = Some(StdInstant::now())
                     }
@@ -142,7 +231,7 @@ fn loopback_round(ctx: &zmq::Context) -> Res<Duration> {
                 }
             }
             if let Some(at) = connected {
-                return Ok(at);
+                return Ok((at, sizes));
             }
         }
     });
@@ -157,12 +246,15 @@ fn loopback_round(ctx: &zmq::Context) -> Res<Duration> {
         KernelEvent::Connected(_) => connected_at = Some(StdInstant::now()),
         _ => {}
     })?;
-    let launcher_at = server.join().map_err(|_| "launcher thread panicked")??;
+    let (launcher_at, sizes) = server.join().map_err(|_| "launcher thread panicked")??;
     drop(started);
     let (Some(bound), Some(kernel)) = (bound_at, connected_at) else {
         return Err("the kernel side did not report Bound and Connected".into());
     };
-    Ok(kernel.max(launcher_at).saturating_duration_since(bound))
+    Ok((
+        kernel.max(launcher_at).saturating_duration_since(bound),
+        sizes,
+    ))
 }
 
 /// Launches `n` demo kernels through one Launcher; returns the wall time of `launch_all` and
