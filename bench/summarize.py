@@ -184,7 +184,7 @@ def main() -> None:
     if registrar_text:
         lines += registrar_section(parse_divan(registrar_text))
     lines += ["", "## Raw output", "", "### `cargo bench -p jupyter-handshake --bench codec`", "", "```", codec_text.rstrip(), "```", "",
-              "### `cargo bench -p jupyter-handshake-zmq --bench handshake`", "", "```", handshake_text.rstrip(), "```", "",
+              "### `cargo bench -p jupyter-handshake-cli --bench handshake`", "", "```", handshake_text.rstrip(), "```", "",
               "### `python3 bench/python_bench.py`", "", "```", python_text.rstrip(), "```", ""]
     if registrar_text:
         lines += ["### `cargo bench -p jupyter-handshake --bench registrar`", "", "```", registrar_text.rstrip(), "```", ""]

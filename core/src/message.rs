@@ -370,7 +370,7 @@ impl Session {
     }
 
     /// A fresh header of `msg_type` dated `now`.
-    pub(crate) fn header(&mut self, msg_type: &str, now: Instant) -> Header {
+    pub fn header(&mut self, msg_type: &str, now: Instant) -> Header {
         self.counter = self.counter.saturating_add(1);
         Header {
             msg_id: format!("{}_{}", self.id, self.counter),
