@@ -1,0 +1,52 @@
+"""Each kernel through AsyncKernelManager and the provisioner: ready, execute, restart,
+execute, shutdown."""
+
+import os
+import stat
+
+import pytest
+from jupyter_client import AsyncKernelManager
+
+from jupyter_handshake.driver import SharedRegistrar
+from jupyter_handshake.provisioner import HandshakeProvisioner
+
+
+async def execute(km, code):
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        reply = await kc.execute_interactive(code, timeout=30)
+        return reply["content"]["status"]
+    finally:
+        kc.stop_channels()
+
+
+@pytest.mark.parametrize("kernel,mode", [
+    ("hs-ipykernel", "handshake"),
+    ("hs-xpython", "upstream"),
+    ("hs-rust", "handshake"),
+    ("hs-rust-upstream", "upstream"),
+])
+async def test_ready_execute_restart_execute_shutdown(runtime_dir, kernel, mode):
+    km = AsyncKernelManager(kernel_name=kernel)
+    await km.start_kernel()
+    try:
+        assert isinstance(km.provisioner, HandshakeProvisioner)
+        assert km.provisioner.launch_mode == mode
+        # The file the kernel was given is owner-only.
+        assert stat.S_IMODE(os.stat(km.connection_file).st_mode) == 0o600
+        assert await execute(km, "print(6 * 7)") == "ok"
+        before = km.get_connection_info()
+        registrar = SharedRegistrar.for_running_loop()
+        await km.restart_kernel()
+        # The restarted kernel registered again through the same socket, with the same key.
+        assert SharedRegistrar.for_running_loop() is registrar
+        after = km.get_connection_info()
+        assert after["key"] == before["key"]
+        assert await execute(km, "print(7 * 7)") == "ok"
+        assert await km.is_alive()
+    finally:
+        await km.shutdown_kernel()
+    assert not await km.is_alive()
+    assert not os.path.exists(km.connection_file)
