@@ -38,7 +38,7 @@ from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import Float, Unicode
 
 from ._core import launch_mode, mode_dialect
-from .driver import Launch, LaunchFailed, SharedRegistrar, log
+from .driver import Launch, LaunchFailed, SharedRegistrar, log, remove_file
 
 MODES = ("handshake", "upstream", "classic")
 
@@ -117,6 +117,7 @@ class HandshakeProvisioner(LocalProvisioner):  # type: ignore[misc]
             connection = await self._launch.registered(process.poll)
         except LaunchFailed as failure:
             await self._reap(process)
+            remove_file(self._launch.path)  # the key leaves with the kernel
             raise LaunchFailed(
                 f"kernel {self.kernel_id} did not register: {failure}",
                 failure.exit_code, failure.exit_signal) from None
