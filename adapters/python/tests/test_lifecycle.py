@@ -50,3 +50,25 @@ async def test_ready_execute_restart_execute_shutdown(runtime_dir, kernel, mode)
         await km.shutdown_kernel()
     assert not await km.is_alive()
     assert not os.path.exists(km.connection_file)
+
+
+async def test_interrupt_as_with_local_provisioner(runtime_dir):
+    km = AsyncKernelManager(kernel_name="hs-ipykernel")
+    await km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        # Returns once IOPub delivered this execution's idle: the subscription is live.
+        await kc.execute_interactive("import time", timeout=30)
+        msg_id = kc.execute("time.sleep(60)")
+        busy = await kc.get_iopub_msg(timeout=30)
+        while busy["content"].get("execution_state") != "busy":
+            busy = await kc.get_iopub_msg(timeout=30)
+        await km.interrupt_kernel()
+        reply = await kc.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel()

@@ -87,7 +87,12 @@ class HandshakeProvisioner(LocalProvisioner):  # type: ignore[misc]
             raise RuntimeError(
                 f"Can only launch a kernel on a local interface. This one is not: {km.ip}. "
                 f"Currently valid addresses are: {local_ips()}")
-        kwargs.pop("transport_encryption", None)
+        encryption = kwargs.pop("transport_encryption", None)
+        if km._transport_encryption_policy(encryption) == "required":
+            # The registration file carries no CurveZMQ keys.
+            raise RuntimeError(
+                "transport_encryption='required' is not available with handshake launches; "
+                "set metadata.kernel_provisioner.config.mode to classic for this kernel")
         extra_arguments = kwargs.pop("extra_arguments", [])
         if not km.connection_file:
             # nbclient's manager has no path yet (jupyter_server chooses runtime/kernel-<id>.json).
