@@ -47,25 +47,36 @@ def write_kernelspecs(root: str) -> None:
             json.dump(spec, f)
 
 
-async def one_round(kind: str, runtime: str) -> float:
+async def one_round(kind: str, runtime: str) -> float | None:
+    """Seconds to the first kernel_info_reply; None if the launch failed (a LocalProvisioner
+    kernel can lose the port race on a busy machine: it then dies with EADDRINUSE)."""
     from jupyter_client import AsyncKernelManager
 
     km = AsyncKernelManager(kernel_name=f"bench-{kind}",
                             connection_file=os.path.join(runtime, f"kernel-{uuid.uuid4()}.json"))
     start = time.perf_counter()
-    await km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
+    elapsed = None
+    kc = None
     try:
+        await km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
         msg_id = kc.kernel_info()
         while True:
-            reply = await kc.get_shell_msg(timeout=60)
+            reply = await kc.get_shell_msg(timeout=30)
             if reply["parent_header"].get("msg_id") == msg_id:
                 elapsed = time.perf_counter() - start
                 break
+    except Exception as e:
+        print(json.dumps({"provisioner": KINDS[kind], "failed": f"{type(e).__name__}: {e}"}),
+              flush=True)
     finally:
-        kc.stop_channels()
-        await km.shutdown_kernel(now=True)
+        if kc is not None:
+            kc.stop_channels()
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
+        else:
+            await km.cleanup_resources()
     return elapsed
 
 
@@ -77,6 +88,7 @@ async def main(rounds: int) -> dict:
     os.environ["JUPYTER_PATH"] = root
     os.environ["JUPYTER_RUNTIME_DIR"] = runtime
     samples: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    failed = {kind: 0 for kind in KINDS}
     load_before = os.getloadavg()
     await one_round("local", runtime)  # warm the page cache for both
     await one_round("handshake", runtime)
@@ -84,6 +96,9 @@ async def main(rounds: int) -> dict:
         order = list(KINDS) if i % 2 == 0 else list(reversed(KINDS))
         for kind in order:
             seconds = await one_round(kind, runtime)
+            if seconds is None:
+                failed[kind] += 1
+                continue
             samples[kind].append(seconds)
             print(json.dumps({"round": i, "provisioner": KINDS[kind], "seconds": seconds}),
                   flush=True)
@@ -91,6 +106,7 @@ async def main(rounds: int) -> dict:
     medians = {kind: statistics.median(v) for kind, v in samples.items()}
     return {
         "rounds": rounds,
+        "failed": {KINDS[k]: n for k, n in failed.items()},
         "median_s": {KINDS[k]: m for k, m in medians.items()},
         "min_s": {KINDS[k]: min(v) for k, v in samples.items()},
         "max_s": {KINDS[k]: max(v) for k, v in samples.items()},
@@ -104,7 +120,8 @@ async def main(rounds: int) -> dict:
 def markdown(summary: dict) -> str:
     rows = "\n".join(
         f"| {name} | {summary['median_s'][name] * 1000:.0f} | {summary['min_s'][name] * 1000:.0f}"
-        f" | {summary['max_s'][name] * 1000:.0f} |" for name in KINDS.values())
+        f" | {summary['max_s'][name] * 1000:.0f} | {summary['failed'][name]} |"
+        for name in KINDS.values())
     before = ", ".join(f"{x:.2f}" for x in summary["loadavg_before"])
     after = ", ".join(f"{x:.2f}" for x in summary["loadavg_after"])
     return f"""## Provisioner: `start_kernel` to the first `kernel_info_reply` (stock ipykernel)
@@ -112,8 +129,8 @@ def markdown(summary: dict) -> str:
 `python3 bench/provisioner_bench.py --rounds {summary['rounds']}`: n = {summary['rounds']} each,
 interleaved, same kernelspec, {summary['cpus']} CPUs; load average {before} before, {after} after.
 
-| provisioner | median ms | min ms | max ms |
-|---|---|---|---|
+| provisioner | median ms | min ms | max ms | failed launches |
+|---|---|---|---|---|
 {rows}
 
 Ratio of the medians, ours / LocalProvisioner: **{summary['ratio_ours_over_local']:.3f}**

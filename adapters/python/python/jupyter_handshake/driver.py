@@ -83,9 +83,7 @@ def write_private(path: str, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")  # mode 0600
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            f.write(data)  # no fsync: a runtime file need not survive a power cut
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -136,6 +134,7 @@ class Launch:
         (``returncode()``: None while it runs, then its exit code, negative for a signal)."""
         registrar = self._registrar
         last = self._written
+        seen = None  # (inode, size, mtime) of the bytes last read
         while not self._outcome.done():
             code = returncode()
             if code is not None:
@@ -143,21 +142,23 @@ class Launch:
                 registrar.feed(registrar.core.kernel_exited, self.id, exit_code, exit_signal)
                 break
             try:
-                with open(self.path, "rb") as f:
-                    data = f.read(MAX_FRAME)
+                st = os.stat(self.path)
+                stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
             except OSError:
-                data = None
-            if data is not None and data != last:
-                last = data
-                registrar.feed(registrar.core.file_changed, self.id, data)
-                if self._outcome.done():
-                    break
-            try:
-                await asyncio.wait_for(asyncio.shield(self._outcome), WATCH_INTERVAL)
-            except asyncio.TimeoutError:
-                pass
-            except LaunchFailed:
-                break
+                stamp = None
+            if stamp is not None and stamp != seen:
+                seen = stamp
+                try:
+                    with open(self.path, "rb") as f:
+                        data = f.read(MAX_FRAME)
+                except OSError:
+                    data = None
+                if data is not None and data != last:
+                    last = data
+                    registrar.feed(registrar.core.file_changed, self.id, data)
+                    if self._outcome.done():
+                        break
+            await asyncio.wait((self._outcome,), timeout=WATCH_INTERVAL)
         return await self._outcome
 
     def rearm(self) -> None:
