@@ -41,13 +41,19 @@ async def server(jupyter_env, tmp_path):
         m = re.search(rb"http://127\.0\.0\.1:(\d+)/", line)
         if m:
             url = f"127.0.0.1:{int(m.group(1))}"
-    drain = asyncio.create_task(proc.stderr.read())  # keep the pipe from filling up
+    logs = []
+
+    async def read_log():  # also keeps the pipe from filling up
+        async for line in proc.stderr:
+            logs.append(line.decode(errors="replace"))
+
+    reader = asyncio.create_task(read_log())
     try:
-        yield url, tmp_path / "runtime"
+        yield url, tmp_path / "runtime", logs
     finally:
         proc.terminate()
         await proc.wait()
-        await drain
+        await reader
 
 
 async def rest(url, method, path, body=None):
@@ -93,10 +99,13 @@ async def execute(ws, code, wait):
 
 
 async def test_rest_websocket_restart_delete(server):
-    url, runtime = server
+    url, runtime, logs = server
     code, kernel = await rest(url, "POST", "/api/kernels", {"name": "hs-ipykernel"})
     assert code == 201
     kernel_id = kernel["id"]
+    # What README tells users to look for in the server's log.
+    assert any(f"kernel {kernel_id}: handshake launch through the registration socket" in line
+               for line in logs), logs
     ws = await websocket(url, kernel_id)
     assert await execute(ws, "6 * 7", wait=60) == "ok"
 

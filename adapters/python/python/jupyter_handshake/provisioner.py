@@ -38,7 +38,7 @@ from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import Float, Unicode
 
 from ._core import launch_mode, mode_dialect
-from .driver import Launch, LaunchFailed, SharedRegistrar, log, remove_file
+from .driver import Launch, LaunchFailed, SharedRegistrar, remove_file
 
 MODES = ("handshake", "upstream", "classic")
 
@@ -70,7 +70,7 @@ class HandshakeProvisioner(LocalProvisioner):  # type: ignore[misc]
                 version = self.kernel_spec.kernel_protocol_version or None
                 self._resolved_mode = launch_mode(version)
             if self._resolved_mode == "classic":
-                log.warning(
+                self.log.warning(
                     "kernel %s: classic launch (kernelspec kernel_protocol_version %r): the "
                     "kernel binds ports chosen before it started, which another process can take "
                     "first; set metadata.kernel_provisioner.config.mode to handshake or upstream "
@@ -81,6 +81,9 @@ class HandshakeProvisioner(LocalProvisioner):  # type: ignore[misc]
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         mode = self.launch_mode
         km = self.parent
+        if mode != "classic" and km is not None and km.transport != "tcp":
+            self.log.warning("kernel %s: transport %s: classic launch (the handshake is tcp only)",
+                        self.kernel_id, km.transport)
         if mode == "classic" or km is None or km.transport != "tcp":
             return await super().pre_launch(**kwargs)
         if not is_local_ip(km.ip):
@@ -102,6 +105,8 @@ class HandshakeProvisioner(LocalProvisioner):  # type: ignore[misc]
             self._launch = registrar.launch(
                 km.connection_file, mode_dialect(mode), kernel_id=self.kernel_id,
                 timeout=self.registration_timeout)
+            self.log.info("kernel %s: %s launch through the registration socket on port %s",
+                     self.kernel_id, mode, registrar.port)
         else:
             self._launch.rearm()  # a restart: same socket, same key, a new file
         kernel_cmd = km.format_kernel_cmd(extra_arguments=extra_arguments)
