@@ -27,13 +27,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use jupyter_handshake::registrar::{
-    LaunchConfig, LaunchId, RegistrarAction, RegistrarConfig, RegistrarError, RegistrarEvent,
-    RegistrarInput,
+    LaunchConfig, LaunchId, RegistrarAction, RegistrarConfig, RegistrarEvent, RegistrarInput,
 };
 use jupyter_handshake::{
     ConnectionFile, Dialect, Evidence, ExitStatus, Instant, KernelAction, KernelConfig,
     KernelEvent, KernelFile, KernelInput, KernelState, Key, LauncherEvent, LauncherState, Output,
-    RegistrationSocket, UsageError as CoreUsageError,
+    RegistrationSocket,
 };
 use jupyter_handshake_zmq::LaunchMode;
 
@@ -285,10 +284,6 @@ fn exit_status(code: Option<i32>, signal: Option<i32>) -> ExitStatus {
     }
 }
 
-fn registrar_error(e: RegistrarError) -> PyErr {
-    usage(e)
-}
-
 /// Many launches on one registration socket (a ROUTER), each with its own key.
 ///
 /// `Registrar(ip="127.0.0.1", session_id, username="launcher")`; its first output asks to
@@ -378,7 +373,7 @@ impl Registrar {
     fn registration_bound(&mut self, now_us: u64, port: u16) -> PyResult<()> {
         self.inner
             .handle_input(instant(now_us), RegistrarInput::RegistrationBound { port })
-            .map_err(registrar_error)
+            .map_err(usage)
     }
 
     /// Starts a launch with `key` (fresh and random, unique among pending launches) in
@@ -405,10 +400,7 @@ impl Registrar {
             }
         };
         config.registration_timeout = duration(timeout, "timeout")?;
-        let id = self
-            .inner
-            .launch(instant(now_us), config)
-            .map_err(registrar_error)?;
+        let id = self.inner.launch(instant(now_us), config).map_err(usage)?;
         self.ids.insert(id.get(), id);
         Ok(id.get())
     }
@@ -416,15 +408,13 @@ impl Registrar {
     /// Starts a finished launch over for a restarted kernel (same key, same socket).
     fn rearm(&mut self, now_us: u64, launch: u64) -> PyResult<()> {
         let id = self.find(launch)?;
-        self.inner
-            .rearm(instant(now_us), id)
-            .map_err(registrar_error)
+        self.inner.rearm(instant(now_us), id).map_err(usage)
     }
 
     /// Forgets a launch; returns its last connection, if any.
     fn remove(&mut self, py: Python<'_>, launch: u64) -> PyResult<Option<Py<Connection>>> {
         let id = self.find(launch)?;
-        let last = self.inner.remove(id).map_err(registrar_error)?;
+        let last = self.inner.remove(id).map_err(usage)?;
         self.ids.remove(&launch);
         match last {
             Some(c) => Ok(Some(connection(py, &c)?)),
@@ -452,7 +442,7 @@ impl Registrar {
         let frames = frames_of(&frames);
         self.inner
             .handle_input(instant(now_us), RegistrarInput::Received(&frames))
-            .map_err(registrar_error)
+            .map_err(usage)
     }
 
     /// A launch's registration file now holds `data`.
@@ -464,7 +454,7 @@ impl Registrar {
         };
         self.inner
             .handle_input(instant(now_us), input)
-            .map_err(registrar_error)
+            .map_err(usage)
     }
 
     /// A launch's kernel process ended with `code` (or was killed by `signal`).
@@ -483,14 +473,14 @@ impl Registrar {
                 instant(now_us),
                 RegistrarInput::KernelExited { launch, status },
             )
-            .map_err(registrar_error)
+            .map_err(usage)
     }
 
     /// A deadline may have passed.
     fn timeout(&mut self, now_us: u64) -> PyResult<()> {
         self.inner
             .handle_input(instant(now_us), RegistrarInput::Timeout)
-            .map_err(registrar_error)
+            .map_err(usage)
     }
 
     /// Gives up on one launch now.
@@ -498,7 +488,7 @@ impl Registrar {
         let launch = self.find(launch)?;
         self.inner
             .handle_input(instant(now_us), RegistrarInput::Abort { launch })
-            .map_err(registrar_error)
+            .map_err(usage)
     }
 
     fn __repr__(&self) -> String {
@@ -524,10 +514,6 @@ fn kernel_event(py: Python<'_>, event: KernelEvent) -> PyResult<Event> {
         KernelEvent::Failed(f) => Event::with_message("failed", f),
         other => Event::with_message("other", format!("{other:?}")),
     })
-}
-
-fn kernel_usage(e: CoreUsageError) -> PyErr {
-    usage(e)
 }
 
 /// The kernel side of the handshake, for a kernel written in Python.
@@ -663,9 +649,7 @@ impl Kernel {
 
 impl Kernel {
     fn feed(&mut self, now_us: u64, input: KernelInput<'_>) -> PyResult<()> {
-        self.0
-            .handle_input(instant(now_us), input)
-            .map_err(kernel_usage)
+        self.0.handle_input(instant(now_us), input).map_err(usage)
     }
 }
 
