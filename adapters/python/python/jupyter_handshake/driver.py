@@ -327,5 +327,8 @@ class SharedRegistrar:
                     return
                 log.warning("registration socket: receive failed (%s)", e)
                 continue
-            self.feed(self.core.received, frames)
+            try:
+                self.feed(self.core.received, frames)
+            except Exception:  # e.g. a file that cannot be written: keep serving the others
+                log.exception("registration socket: handling a message failed")
 
