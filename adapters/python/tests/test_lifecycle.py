@@ -72,3 +72,12 @@ async def test_interrupt_as_with_local_provisioner(runtime_dir):
     finally:
         kc.stop_channels()
         await km.shutdown_kernel()
+
+
+async def test_a_kernel_that_cannot_be_spawned_leaves_nothing(runtime_dir, tmp_path):
+    km = AsyncKernelManager(kernel_name="hs-ipykernel")
+    km.kernel_spec.argv = [str(tmp_path / "no-such-kernel"), "-f", "{connection_file}"]
+    with pytest.raises(FileNotFoundError):
+        await km.start_kernel()
+    assert km.provisioner.launch_mode == "handshake"
+    assert SharedRegistrar.for_running_loop().core.pending == 0

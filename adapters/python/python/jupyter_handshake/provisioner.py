@@ -83,7 +83,7 @@ class HandshakeProvisioner(LocalProvisioner):  # type: ignore[misc]
         km = self.parent
         if mode != "classic" and km is not None and km.transport != "tcp":
             self.log.warning("kernel %s: transport %s: classic launch (the handshake is tcp only)",
-                        self.kernel_id, km.transport)
+                             self.kernel_id, km.transport)
         if mode == "classic" or km is None or km.transport != "tcp":
             return await super().pre_launch(**kwargs)
         if not is_local_ip(km.ip):
@@ -106,7 +106,7 @@ class HandshakeProvisioner(LocalProvisioner):  # type: ignore[misc]
                 km.connection_file, mode_dialect(mode), kernel_id=self.kernel_id,
                 timeout=self.registration_timeout)
             self.log.info("kernel %s: %s launch through the registration socket on port %s",
-                     self.kernel_id, mode, registrar.port)
+                          self.kernel_id, mode, registrar.port)
         else:
             self._launch.rearm()  # a restart: same socket, same key, a new file
         kernel_cmd = km.format_kernel_cmd(extra_arguments=extra_arguments)
@@ -115,7 +115,12 @@ class HandshakeProvisioner(LocalProvisioner):  # type: ignore[misc]
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> dict[str, Any]:
         if self._launch is None:
             return await super().launch_kernel(cmd, **kwargs)
-        self.process = launch_kernel(cmd, **LocalProvisioner._scrub_kwargs(kwargs))
+        try:
+            self.process = launch_kernel(cmd, **LocalProvisioner._scrub_kwargs(kwargs))
+        except Exception:
+            self._launch.close(remove=True)  # nothing to wait for; a retry starts afresh
+            self._launch = None
+            raise
         self.pid = self.process.pid
         try:
             self.pgid = os.getpgid(self.pid)
