@@ -61,10 +61,12 @@ async def test_interrupt_as_with_local_provisioner(runtime_dir):
         await kc.wait_for_ready(timeout=60)
         # Returns once IOPub delivered this execution's idle: the subscription is live.
         await kc.execute_interactive("import time", timeout=30)
-        msg_id = kc.execute("time.sleep(60)")
-        busy = await kc.get_iopub_msg(timeout=30)
-        while busy["content"].get("execution_state") != "busy":
-            busy = await kc.get_iopub_msg(timeout=30)
+        msg_id = kc.execute("print('sleeping', flush=True); time.sleep(60)")
+        # Interrupt only once the code runs ("busy" comes before ipykernel arms its SIGINT
+        # handler; a signal in between is ignored, with any provisioner).
+        msg = await kc.get_iopub_msg(timeout=30)
+        while msg["msg_type"] != "stream" or "sleeping" not in msg["content"]["text"]:
+            msg = await kc.get_iopub_msg(timeout=30)
         await km.interrupt_kernel()
         reply = await kc.get_shell_msg(timeout=30)
         assert reply["parent_header"]["msg_id"] == msg_id
