@@ -49,11 +49,20 @@ async def server(jupyter_env, tmp_path):
 
     reader = asyncio.create_task(read_log())
     try:
+        # jupyter_server prints its URL (a port it found by binding port 0 and closing) before
+        # it listens on it: wait until it does.
+        for _ in range(600):
+            try:
+                await rest(url, "GET", "/api/status")
+                break
+            except ConnectionRefusedError:
+                await asyncio.sleep(0.1)
         yield url, tmp_path / "runtime", logs
     finally:
         proc.terminate()
         await proc.wait()
         await reader
+        print("".join(logs[-60:]))  # shown by pytest when the test failed
 
 
 async def rest(url, method, path, body=None):
