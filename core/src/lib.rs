@@ -99,9 +99,9 @@
 //! ```
 //!
 //! Over real sockets the loop is the same. The reference for embedding these machines in an
-//! event loop of your own is `adapters/examples/own_loop.rs` in this workspace: one kernel and
+//! event loop of your own is `adapters/zmq/examples/own_loop.rs` in this workspace: one kernel and
 //! one launcher driven from a single hand-written `zmq::poll` loop, no runtime, no thread
-//! (`adapters/examples/many_in_one_thread.rs` runs 100 handshakes that way). The
+//! (`adapters/zmq/examples/many_in_one_thread.rs` runs 100 handshakes that way). The
 //! `jupyter-handshake-zmq` drivers are the ready-made blocking version.
 //!
 //! ## The driving contract

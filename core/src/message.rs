@@ -407,15 +407,21 @@ impl Session {
     }
 }
 
-/// What the handshake machines need from a verified message's header and parent.
-pub(crate) struct Classified {
-    pub(crate) msg_type: String,
-    pub(crate) parent_msg_id: Option<String>,
+/// What routing a verified message needs: its type, and the `msg_id` of the message it answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classified {
+    /// The header's `msg_type`.
+    pub msg_type: String,
+    /// The parent header's `msg_id`; `None` only when there is no parent (empty, `{}` or
+    /// `null`). A parent that is neither absent nor an object with a string `msg_id` is an
+    /// error, never "no parent".
+    pub parent_msg_id: Option<String>,
 }
 
-/// Reads the header (all six fields required) and the parent's `msg_id`. Only the `msg_id` of
-/// the parent matters: Kallichore rebuilds the parent rather than copying it (`protocol.md` §3.5).
-pub(crate) fn classify(parts: &Parts<'_>) -> Result<Classified, MessageError> {
+/// Reads the header (all six fields required) and the parent's `msg_id`, the rule both machines
+/// and the drivers' clients use. Only the `msg_id` of the parent matters: Kallichore rebuilds the
+/// parent rather than copying it (`protocol.md` §3.5).
+pub fn classify(parts: &Parts<'_>) -> Result<Classified, MessageError> {
     let header = Header::from_json(parts.header).map_err(MessageError::json(Part::Header))?;
     let parent = parts.parent_header;
     // Fast path: an object with a string `msg_id` (every reply). The rest (no parent, or a

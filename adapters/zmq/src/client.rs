@@ -2,14 +2,13 @@
 //! engine. Every operation (a request, an execution, `wait_for_ready`, an IOPub message, a
 //! heartbeat) is a task of that engine over the client's sockets: it says which sockets it waits
 //! on and until when, and is told what arrived. Messages are read with the core (`wire::split`,
-//! verification, [`Header`], [`Header::parse_parent`]): a message that fails any of it,
+//! verification, [`message::classify`]): a message that fails any of it,
 //! including a malformed parent header, is dropped and counted, never taken as "no parent".
 //! Time is the crate's [`Clock`]. The blocking and async clients only differ in how they wait.
 
 use std::time::Duration;
 
-use jupyter_handshake::message::Header;
-use jupyter_handshake::message::Session;
+use jupyter_handshake::message::{self, Session};
 use jupyter_handshake::wire::{self, Limits};
 use jupyter_handshake::{ConnectionFile, Instant, Signer};
 use serde_json::{Value, json};
@@ -202,15 +201,13 @@ impl Messenger {
             .verify(self.session.signer())
             .map_err(|e| format!("bad signature: {e}"))?;
         let parts = message.parts();
-        let header = Header::from_json(parts.header).map_err(|e| format!("header: {e}"))?;
-        // No parent (empty, `{}`, `null`) is `None`; anything else must be a header.
-        let parent_msg_id = Header::parse_parent(parts.parent_header)
-            .map_err(|e| format!("parent_header: {e}"))?
-            .map(|parent| parent.msg_id);
+        // The core's rule: no parent (empty, `{}`, `null`) is `None`; a parent must otherwise
+        // name a `msg_id`, or the message is dropped.
+        let classified = message::classify(&parts).map_err(|e| e.to_string())?;
         let content = serde_json::from_slice(parts.content).map_err(|e| format!("content: {e}"))?;
         Ok(Received {
-            msg_type: header.msg_type,
-            parent_msg_id,
+            msg_type: classified.msg_type,
+            parent_msg_id: classified.parent_msg_id,
             content,
         })
     }
