@@ -20,7 +20,7 @@ def rust_kernel_binary() -> str:
     binary = target / "debug" / "jupyter-handshake"
     if not binary.exists():
         subprocess.run(
-            ["cargo", "build", "-j2", "-p", "jupyter-handshake-zmq", "--bin", "jupyter-handshake"],
+            ["cargo", "build", "-j2", "-p", "jupyter-handshake-cli", "--bin", "jupyter-handshake"],
             cwd=REPO, check=True)
     return str(binary)
 
