@@ -6,7 +6,7 @@
 #                                # (pip install -r tests/python/requirements.txt)
 #
 # Run it on a quiet machine: the numbers are wall-clock medians. CARGO_TARGET_DIR is honoured.
-# The handshake bench takes an optional round count: `cargo bench -p jupyter-handshake-zmq
+# The handshake bench takes an optional round count: `cargo bench -p jupyter-handshake-cli
 # --bench handshake -- 1000` (the default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +14,10 @@ out=bench/out
 mkdir -p "$out"
 echo "== core codec and in-memory handshakes (divan)" >&2
 cargo bench -q -p jupyter-handshake --bench codec | tee "$out/codec.txt"
+echo "== one message on a shared registration socket, many launches held (divan)" >&2
+cargo bench -q -p jupyter-handshake --bench registrar | tee "$out/registrar.txt"
 echo "== loopback handshakes and launch throughput" >&2
-cargo bench -q -p jupyter-handshake-zmq --bench handshake | tee "$out/handshake.txt"
+cargo bench -q -p jupyter-handshake-cli --bench handshake | tee "$out/handshake.txt"
 echo "== jupyter_client and pyzmq" >&2
 python3 bench/python_bench.py | tee "$out/python.jsonl"
 echo "== allocation count (a test, not a timing)" >&2

@@ -21,6 +21,11 @@ def parse_divan(text: str) -> dict[tuple[str, str], float]:
     medians = {}
     group = None
     for line in text.splitlines():
+        # A benchmark without arguments: its figures are on its own line.
+        flat = re.match(r"^[├╰]─ (\w+)\s+([\d.]+) (\S+)\s+│\s+([\d.]+) (\S+)\s+│\s+([\d.]+) (\S+)", line)
+        if flat:
+            medians[(flat.group(1), "")] = float(flat.group(6)) * UNITS[flat.group(7)]
+            continue
         head = re.match(r"^[├╰]─ (\w+)\s", line)
         if head:
             group = head.group(1)
@@ -77,6 +82,34 @@ def targets(rust, loops, py, no_alloc: str) -> list[str]:
                  verdict(passed, "counting allocator")))
     lines = ["| target | measured | verdict |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return lines
+
+
+REGISTRAR_LOADS = ((1, 1), (100, 1), (1000, 1), (10000, 1), (100, 100), (1000, 100), (10000, 100))
+
+
+def registrar_section(reg: dict[tuple[str, str], float]) -> list[str]:
+    """Issue 11: the cost of one message with H launches held (P pending), judged in this run."""
+    raw = reg[("raw_hmac", "")]
+    lines = ["", "## Registrar: one message with H launches held, P pending (issue 11)", "",
+             f"Raw HMAC-SHA256 of the request's 283 signed bytes, pre-keyed: {fmt(raw)}.", "",
+             "| load | forged request | valid request (+ re-arm) | forged / (P × raw HMAC) |", "|---|---|---|---|"]
+    for held, pending in REGISTRAR_LOADS:
+        arg = f"H={held}/P={pending}"
+        forged, valid = reg[("forged", arg)], reg[("valid", arg)]
+        lines.append(f"| H = {held:,}, P = {pending} | {fmt(forged)} | {fmt(valid)} | {forged / (pending * raw):.2f}× |")
+    rows = []
+    for pending, base in ((1, 1), (100, 100)):
+        for kind in ("forged", "valid"):
+            ratio = reg[(kind, f"H=10000/P={pending}")] / reg[(kind, f"H={base}/P={pending}")]
+            rows.append((f"{kind}, P = {pending}: H = 10,000 within 1.3× of H = {base}", f"{ratio:.2f}×",
+                         verdict(ratio <= 1.3, f"{abs(ratio / 1.3 - 1) * 100:.0f}% {'under' if ratio <= 1.3 else 'over'} the limit")))
+    ratio = reg[("forged", "H=10000/P=100")] / (100 * raw)
+    rows.append(("forged, P = 100, H = 10,000: within 1.2 × P raw HMACs", f"{ratio:.2f}×",
+                 verdict(ratio <= 1.2, f"{abs(ratio / 1.2 - 1) * 100:.0f}% {'under' if ratio <= 1.2 else 'over'} the limit")))
+    lines += ["", "| target | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    lines += ["", "(At P = 100 there is no H = 1: the H = 100 figure is the base.)"]
     return lines
 
 
@@ -146,9 +179,15 @@ def main() -> None:
     for n in (1, 10, 100):
         record = loops[f"launch_{n}"]
         lines.append(f"| launch {n} demo kernel(s) through one Registrar: time to Connected, n={record['samples']} | {fmt(record['median_ns'])} | {fmt(record['p99_ns'])} | {record['per_second']:.0f} launches/s |")
+    registrar_path = out / "registrar.txt"
+    registrar_text = registrar_path.read_text() if registrar_path.exists() else ""
+    if registrar_text:
+        lines += registrar_section(parse_divan(registrar_text))
     lines += ["", "## Raw output", "", "### `cargo bench -p jupyter-handshake --bench codec`", "", "```", codec_text.rstrip(), "```", "",
-              "### `cargo bench -p jupyter-handshake-zmq --bench handshake`", "", "```", handshake_text.rstrip(), "```", "",
+              "### `cargo bench -p jupyter-handshake-cli --bench handshake`", "", "```", handshake_text.rstrip(), "```", "",
               "### `python3 bench/python_bench.py`", "", "```", python_text.rstrip(), "```", ""]
+    if registrar_text:
+        lines += ["### `cargo bench -p jupyter-handshake --bench registrar`", "", "```", registrar_text.rstrip(), "```", ""]
     if no_alloc:
         lines += ["### `cargo test -p jupyter-handshake --test no_alloc`", "", "```", no_alloc.rstrip(), "```", ""]
     print("\n".join(lines))

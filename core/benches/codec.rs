@@ -15,7 +15,7 @@
 
 use divan::{Bencher, black_box};
 use hmac::{Hmac, KeyInit, Mac};
-use jupyter_handshake::message::Header;
+use jupyter_handshake::message::{Header, Session};
 use jupyter_handshake::wire::{self, Limits};
 use jupyter_handshake::*;
 use sha2::Sha256;
@@ -137,11 +137,11 @@ fn raw_hmac(bencher: Bencher, size: usize) {
 /// reply handed across.
 fn handshake(dialect: Dialect) {
     let now = Instant::from_micros(1_764_288_000_000_000);
-    let mut launcher = LauncherHandshake::new(LauncherConfig {
-        key: Key::new(KEY),
-        dialect,
-        ..LauncherConfig::default()
-    });
+    let config = match dialect {
+        Dialect::Posit => LauncherConfig::new(Key::new(KEY)),
+        Dialect::Upstream => LauncherConfig::upstream(Key::new(KEY), "bench-kernel"),
+    };
+    let mut launcher = LauncherHandshake::new(config.unwrap());
     let mut file = None;
     loop {
         match launcher.poll_output() {
@@ -178,10 +178,7 @@ fn handshake(dialect: Dialect) {
     }
     let mut frames = vec![b"peer".to_vec()];
     frames.extend(request.unwrap());
-    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-    launcher
-        .handle_input(now, LauncherInput::Received(&refs))
-        .unwrap();
+    launcher.receive(now, &frames);
     let mut reply = None;
     loop {
         match launcher.poll_output() {
@@ -191,10 +188,7 @@ fn handshake(dialect: Dialect) {
         }
     }
     let reply = reply.unwrap();
-    let refs: Vec<&[u8]> = reply[1..].iter().map(Vec::as_slice).collect();
-    kernel
-        .handle_input(now, KernelInput::Received(&refs))
-        .unwrap();
+    kernel.receive(now, &reply[1..]);
     assert_eq!(kernel.state(), KernelState::Connected);
     assert_eq!(launcher.state(), LauncherState::Connected);
 }

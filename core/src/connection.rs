@@ -1,39 +1,4 @@
-//! Connection files and registration files, as real peers write and read them.
-//!
-//! * A **connection file** (classic) names the five ports the kernel must bind:
-//!   `{shell_port, iopub_port, stdin_port, control_port, hb_port, ip, transport,
-//!   signature_scheme, key, kernel_name?}` (`protocol.md` §5.7).
-//! * A **registration file** names only the launcher's registration socket, in one of two
-//!   dialects ([`RegistrationDialect`]):
-//!   - **Posit** (ark ⇄ Kallichore): `{transport, signature_scheme, ip, key, registration_port}`
-//!     with an integer port; `handshake_port` (the name used in the ark#563 proposal) is accepted
-//!     as an alias when reading (`protocol.md` §2.1, §3.3).
-//!   - **Upstream** (jupyter_client docs 5.6 ⇄ xeus): `{kernel_id, transport, ip,
-//!     registration_ip, registration_port, signature_scheme, key}`. xeus reads
-//!     `registration_port` as a JSON *string*, so it is written as one; a string or an integer
-//!     is read. A file without `ip` (the jupyter_client docs' example) binds on
-//!     `registration_ip` (`protocol.md` §4.1, §4.3).
-//!
-//! [`KernelFile::from_json`] reads any of them and says which it is:
-//! 1. all five `*_port` keys: a **connection file**, whatever else it names (that is what stock
-//!    ipykernel's rewrite produces, in both dialects);
-//! 2. else a non-empty string `registration_ip`: an **upstream** registration file (xeus's rule);
-//! 3. else `registration_port` (or `handshake_port`): a **Posit** registration file;
-//! 4. else an error naming the missing fields.
-//!
-//! Unknown fields (jupyter_client 8.10's `curve_publickey`/`curve_secretkey`, ipykernel's kept
-//! `registration_port`, …) are preserved through a read-modify-write, and — like the key — never
-//! shown by `Debug`, since some of them are secrets too.
-//!
-//! ```
-//! use jupyter_handshake::connection::KernelFile;
-//! let file = br#"{"transport": "tcp", "signature_scheme": "hmac-sha256", "ip": "127.0.0.1",
-//!                 "key": "a0436f6c", "registration_port": 53817}"#;
-//! let KernelFile::Registration(reg) = KernelFile::from_json(file)? else { unreachable!() };
-//! assert_eq!(reg.registration_endpoint(), "tcp://127.0.0.1:53817");
-//! assert!(!format!("{reg:?}").contains("a0436f6c"));
-//! # Ok::<(), jupyter_handshake::connection::ConnectionFileError>(())
-//! ```
+//! Connection and registration files: see [`KernelFile`](crate::KernelFile).
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -69,7 +34,7 @@ impl Transport {
     /// The ZeroMQ endpoint for `ip` and `port`.
     ///
     /// ```
-    /// use jupyter_handshake::connection::Transport;
+    /// use jupyter_handshake::Transport;
     /// assert_eq!(Transport::Tcp.endpoint("127.0.0.1", 5555), "tcp://127.0.0.1:5555");
     /// assert_eq!(Transport::Tcp.endpoint("::1", 5555), "tcp://[::1]:5555");
     /// assert_eq!(Transport::Ipc.endpoint("/tmp/kernel", 1), "ipc:///tmp/kernel-1");
@@ -139,7 +104,7 @@ pub enum PortsError {
 
 impl KernelPorts {
     /// The JSON field names, in ark's order (control, shell, stdin, iopub, hb).
-    pub const FIELDS: [&'static str; 5] = [
+    pub(crate) const FIELDS: [&'static str; 5] = [
         "control_port",
         "shell_port",
         "stdin_port",
@@ -147,7 +112,7 @@ impl KernelPorts {
         "hb_port",
     ];
 
-    /// The ports in the order of [`KernelPorts::FIELDS`].
+    /// The ports in ark's order: control, shell, stdin, iopub, hb.
     pub fn as_array(&self) -> [u16; 5] {
         [self.control, self.shell, self.stdin, self.iopub, self.hb]
     }
@@ -454,20 +419,94 @@ impl fmt::Display for Dialect {
     }
 }
 
-/// What a registration file carries besides the common fields, by dialect.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub enum RegistrationDialect {
-    /// Posit: nothing more (`registration_port` is an integer).
+/// Which launch mode a kernelspec's `kernel_protocol_version` calls for: the protocol's rule,
+/// kept next to the dialects it chooses between.
+///
+/// * **≥ 5.6 ⇒ [`Upstream`](Self::Upstream)**: the handshake "is implemented in version 5.6 of
+///   the protocol" (jupyter_client docs), in the upstream dialect xeus speaks.
+/// * **5.5 ⇒ [`Handshake`](Self::Handshake)** (the Posit dialect): Kallichore's rule, and safe for
+///   stock ipykernel too, which declares 5.5 without implementing the handshake but rewrites the
+///   Posit file with its ports, which the launcher accepts as evidence.
+/// * **anything else ⇒ [`Classic`](Self::Classic)**: the kernel cannot be assumed to register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum LaunchMode {
+    /// Write a Posit-dialect registration file and wait for the kernel to register its ports (a
+    /// `handshake_request`, or a rewrite of the file): no port race.
     #[default]
-    Posit,
-    /// Upstream: which kernel this is, and where the registration socket listens
-    /// (`registration_port` is written as a JSON string, as xeus reads it).
-    Upstream {
-        /// Names the kernel to a shared registration service; echoed in its request.
-        kernel_id: String,
-        /// Address of the registration socket (the kernel binds its channels on `ip`).
-        registration_ip: String,
-    },
+    Handshake,
+    /// Write an upstream-dialect registration file (with a `kernel_id`) and wait for the
+    /// kernel's content-only signed request on the registration socket: no port race.
+    Upstream,
+    /// Pick five free ports, write a classic connection file and hope the kernel gets to bind
+    /// them before anything else does: racy, for kernels that cannot register.
+    Classic,
+}
+
+impl LaunchMode {
+    /// The handshake dialect of this mode; `None` for classic.
+    pub fn dialect(self) -> Option<Dialect> {
+        match self {
+            Self::Handshake => Some(Dialect::Posit),
+            Self::Upstream => Some(Dialect::Upstream),
+            Self::Classic => None,
+        }
+    }
+
+    /// The mode a kernelspec's `kernel_protocol_version` implies: `major.minor` ≥ 5.6 ⇒
+    /// [`Upstream`](Self::Upstream); 5.5 ⇒ [`Handshake`](Self::Handshake); missing, lower or
+    /// unparseable ⇒ [`Classic`](Self::Classic).
+    ///
+    /// Both `major` and `minor` must be decimal integers; further components are ignored, so
+    /// `"5.5.0"` means 5.5 (Kallichore, which splits at the first dot only, would call it
+    /// unparseable). A version without a minor (`"5"`, `"6"`) is unparseable, as in Kallichore.
+    ///
+    /// ```
+    /// use jupyter_handshake::LaunchMode;
+    /// assert_eq!(LaunchMode::from_protocol_version(Some("5.5")), LaunchMode::Handshake);
+    /// assert_eq!(LaunchMode::from_protocol_version(Some("5.10")), LaunchMode::Upstream);
+    /// assert_eq!(LaunchMode::from_protocol_version(Some("5.4")), LaunchMode::Classic);
+    /// assert_eq!(LaunchMode::from_protocol_version(None), LaunchMode::Classic);
+    /// ```
+    pub fn from_protocol_version(version: Option<&str>) -> Self {
+        let Some(version) = version else {
+            return Self::Classic;
+        };
+        let mut components = version.trim().split('.');
+        let number = |c: Option<&str>| {
+            c.filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|c| c.parse::<u32>().ok())
+        };
+        match (number(components.next()), number(components.next())) {
+            (Some(major), Some(minor)) if (major, minor) >= (5, 6) => Self::Upstream,
+            (Some(5), Some(5)) => Self::Handshake,
+            _ => Self::Classic,
+        }
+    }
+
+    /// `"handshake"`, `"upstream"` or `"classic"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Handshake => "handshake",
+            Self::Upstream => "upstream",
+            Self::Classic => "classic",
+        }
+    }
+}
+
+impl fmt::Display for LaunchMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The fields an upstream-dialect registration file has besides the common ones
+/// (`registration_port` is then written as a JSON string, as xeus reads it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamRegistration {
+    /// Names the kernel to a shared registration service; echoed in its request.
+    pub kernel_id: String,
+    /// Address of the registration socket (the kernel binds its channels on `ip`).
+    pub registration_ip: String,
 }
 
 /// A registration file, in either dialect: where the launcher's registration socket listens.
@@ -483,8 +522,9 @@ pub struct RegistrationFile {
     pub key: Key,
     /// Port of the launcher's registration socket.
     pub registration_port: u16,
-    /// The dialect, and its own fields.
-    pub dialect: RegistrationDialect,
+    /// The upstream dialect's own fields; `None` in the Posit dialect (see
+    /// [`dialect`](Self::dialect)).
+    pub upstream: Option<UpstreamRegistration>,
     /// Every other field, preserved on rewrite.
     pub extra: ExtraFields,
 }
@@ -504,7 +544,7 @@ impl RegistrationFile {
             signature_scheme,
             key,
             registration_port,
-            dialect: RegistrationDialect::Posit,
+            upstream: None,
             extra: ExtraFields::default(),
         }
     }
@@ -520,28 +560,25 @@ impl RegistrationFile {
     ) -> Self {
         let ip = ip.into();
         Self {
-            dialect: RegistrationDialect::Upstream {
+            upstream: Some(UpstreamRegistration {
                 kernel_id: kernel_id.into(),
                 registration_ip: ip.clone(),
-            },
+            }),
             ..Self::new(transport, ip, signature_scheme, key, registration_port)
         }
     }
 
     /// Which dialect the kernel must speak.
     pub fn dialect(&self) -> Dialect {
-        match self.dialect {
-            RegistrationDialect::Posit => Dialect::Posit,
-            RegistrationDialect::Upstream { .. } => Dialect::Upstream,
+        match self.upstream {
+            None => Dialect::Posit,
+            Some(_) => Dialect::Upstream,
         }
     }
 
     /// The upstream `kernel_id`, if this is an upstream file.
     pub fn kernel_id(&self) -> Option<&str> {
-        match &self.dialect {
-            RegistrationDialect::Posit => None,
-            RegistrationDialect::Upstream { kernel_id, .. } => Some(kernel_id),
-        }
+        self.upstream.as_ref().map(|u| u.kernel_id.as_str())
     }
 
     /// Reads a registration file; a connection file is [`ConnectionFileError::WrongKind`].
@@ -564,11 +601,9 @@ impl RegistrationFile {
 
     /// The endpoint of the registration socket.
     pub fn registration_endpoint(&self) -> String {
-        let ip = match &self.dialect {
-            RegistrationDialect::Posit => &self.ip,
-            RegistrationDialect::Upstream {
-                registration_ip, ..
-            } => registration_ip,
+        let ip = match &self.upstream {
+            None => &self.ip,
+            Some(upstream) => &upstream.registration_ip,
         };
         self.transport.endpoint(ip, self.registration_port)
     }
@@ -596,14 +631,14 @@ impl RegistrationFile {
             key: self.key.clone(),
         }
         .write_to(&mut map);
-        match &self.dialect {
-            RegistrationDialect::Posit => {
+        match &self.upstream {
+            None => {
                 map.insert("registration_port".into(), self.registration_port.into());
             }
-            RegistrationDialect::Upstream {
+            Some(UpstreamRegistration {
                 kernel_id,
                 registration_ip,
-            } => {
+            }) => {
                 map.insert("kernel_id".into(), kernel_id.as_str().into());
                 map.insert("registration_ip".into(), registration_ip.as_str().into());
                 let port = alloc::format!("{}", self.registration_port);
@@ -622,12 +657,49 @@ impl fmt::Debug for RegistrationFile {
             .field("signature_scheme", &self.signature_scheme)
             .field("key", &self.key)
             .field("registration_port", &self.registration_port)
-            .field("dialect", &self.dialect)
+            .field("upstream", &self.upstream)
             .field("extra", &self.extra)
             .finish()
     }
 }
 
+/// Connection files and registration files, as real peers write and read them.
+///
+/// * A **connection file** (classic) names the five ports the kernel must bind:
+///   `{shell_port, iopub_port, stdin_port, control_port, hb_port, ip, transport,
+///   signature_scheme, key, kernel_name?}` (`protocol.md` §5.7).
+/// * A **registration file** names only the launcher's registration socket, in one of two
+///   dialects ([`Dialect`]; the upstream one's own fields are [`UpstreamRegistration`]):
+///   - **Posit** (ark ⇄ Kallichore): `{transport, signature_scheme, ip, key, registration_port}`
+///     with an integer port; `handshake_port` (the name used in the ark#563 proposal) is accepted
+///     as an alias when reading (`protocol.md` §2.1, §3.3).
+///   - **Upstream** (jupyter_client docs 5.6 ⇄ xeus): `{kernel_id, transport, ip,
+///     registration_ip, registration_port, signature_scheme, key}`. xeus reads
+///     `registration_port` as a JSON *string*, so it is written as one; a string or an integer
+///     is read. A file without `ip` (the jupyter_client docs' example) binds on
+///     `registration_ip` (`protocol.md` §4.1, §4.3).
+///
+/// [`KernelFile::from_json`] reads any of them and says which it is:
+/// 1. all five `*_port` keys: a **connection file**, whatever else it names (that is what stock
+///    ipykernel's rewrite produces, in both dialects);
+/// 2. else a non-empty string `registration_ip`: an **upstream** registration file (xeus's rule);
+/// 3. else `registration_port` (or `handshake_port`): a **Posit** registration file;
+/// 4. else an error naming the missing fields.
+///
+/// Unknown fields (jupyter_client 8.10's `curve_publickey`/`curve_secretkey`, ipykernel's kept
+/// `registration_port`, …) are preserved through a read-modify-write, and — like the key — never
+/// shown by `Debug`, since some of them are secrets too.
+///
+/// ```
+/// use jupyter_handshake::KernelFile;
+/// let file = br#"{"transport": "tcp", "signature_scheme": "hmac-sha256", "ip": "127.0.0.1",
+///                 "key": "a0436f6c", "registration_port": 53817}"#;
+/// let KernelFile::Registration(reg) = KernelFile::from_json(file)? else { unreachable!() };
+/// assert_eq!(reg.registration_endpoint(), "tcp://127.0.0.1:53817");
+/// assert!(!format!("{reg:?}").contains("a0436f6c"));
+/// # Ok::<(), jupyter_handshake::ConnectionFileError>(())
+/// ```
+///
 /// Either kind of file a kernel can be started with.
 #[derive(Clone, Debug, PartialEq)]
 pub enum KernelFile {
@@ -690,21 +762,20 @@ impl KernelFile {
                 signature_scheme: common.signature_scheme,
                 key: common.key,
                 registration_port,
-                dialect: RegistrationDialect::Upstream {
+                upstream: Some(UpstreamRegistration {
                     kernel_id,
                     registration_ip,
-                },
+                }),
                 extra: ExtraFields::from_rest(map, &known),
             }));
         }
         let common = Common::read(&map)?;
-        let all_ports = KernelPorts::FIELDS.iter().all(|f| map.contains_key(*f));
         let registration = ["registration_port", "handshake_port"]
             .into_iter()
             .find_map(|field| map.get(field).map(|v| (field, v)));
         if !all_ports {
             if let Some((field, value)) = registration {
-                let registration_port = json::port(value, field_name(field), false)?;
+                let registration_port = json::port(value, field, false)?;
                 let mut known: Vec<&str> = COMMON_FIELDS.to_vec();
                 known.push(field);
                 return Ok(Self::Registration(RegistrationFile {
@@ -713,7 +784,7 @@ impl KernelFile {
                     signature_scheme: common.signature_scheme,
                     key: common.key,
                     registration_port,
-                    dialect: RegistrationDialect::Posit,
+                    upstream: None,
                     extra: ExtraFields::from_rest(map, &known),
                 }));
             }
@@ -734,14 +805,6 @@ impl KernelFile {
             kernel_name,
             extra: ExtraFields::from_rest(map, &known),
         }))
-    }
-}
-
-fn field_name(field: &str) -> &'static str {
-    if field == "handshake_port" {
-        "handshake_port"
-    } else {
-        "registration_port"
     }
 }
 
@@ -849,6 +912,41 @@ mod tests {
   "ip": "127.0.0.1", "key": "k", "transport": "tcp", "signature_scheme": "hmac-sha256",
   "kernel_name": "python3", "curve_publickey": "pub", "curve_secretkey": "TOPSECRETCURVE"
 }"#;
+
+    #[test]
+    fn version_rule() {
+        let cases = [
+            ("5.5", LaunchMode::Handshake),
+            ("5.5.0", LaunchMode::Handshake),
+            (" 5.5 ", LaunchMode::Handshake),
+            ("5.6", LaunchMode::Upstream),
+            ("5.10", LaunchMode::Upstream),
+            ("6.0", LaunchMode::Upstream),
+            ("10.1", LaunchMode::Upstream),
+            (" 5.6 ", LaunchMode::Upstream),
+            ("5.4", LaunchMode::Classic),
+            ("4.9", LaunchMode::Classic),
+            ("5.3", LaunchMode::Classic),
+            ("5", LaunchMode::Classic),
+            ("6", LaunchMode::Classic),
+            ("", LaunchMode::Classic),
+            ("x", LaunchMode::Classic),
+            ("5.x", LaunchMode::Classic),
+            ("5.", LaunchMode::Classic),
+            (".5", LaunchMode::Classic),
+            ("+5.5", LaunchMode::Classic),
+            ("5.-5", LaunchMode::Classic),
+            ("99999999999.5", LaunchMode::Classic),
+        ];
+        for (version, mode) in cases {
+            assert_eq!(
+                LaunchMode::from_protocol_version(Some(version)),
+                mode,
+                "{version:?}"
+            );
+        }
+        assert_eq!(LaunchMode::from_protocol_version(None), LaunchMode::Classic);
+    }
 
     #[test]
     fn reads_kallichore_registration_file() {

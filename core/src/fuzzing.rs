@@ -216,7 +216,7 @@ pub fn connection_file(data: &[u8]) {
                 (b.transport, &b.ip, b.signature_scheme, b.registration_port)
             );
             // The dialect survives: upstream stays upstream, with its kernel_id and address.
-            assert_eq!(a.dialect, b.dialect);
+            assert_eq!(a.upstream, b.upstream);
             assert_eq!(a.registration_endpoint(), b.registration_endpoint());
             assert!(a.extra.names().eq(b.extra.names()));
         }
@@ -275,7 +275,7 @@ pub fn kernel_machine(data: &[u8]) {
         wait_for_iopub: (u.int_in_range(0..=1u8).unwrap_or(0) == 1)
             .then_some(Duration::from_millis(500)),
         ack_timeout: Duration::from_millis(u.int_in_range(1..=2000u64).unwrap_or(1000)),
-        session_id: "fuzz-kernel".into(),
+        session_id: Some("fuzz-kernel".into()),
         ..KernelConfig::default()
     };
     let mut kernel = KernelHandshake::new(file, config);
@@ -291,7 +291,7 @@ pub fn kernel_machine(data: &[u8]) {
     while !u.is_empty() && steps < 64 {
         steps += 1;
         now = now + Duration::from_millis(u.int_in_range(0..=600u64).unwrap_or(0));
-        let (state, deadline) = (kernel.state(), kernel.poll_timeout());
+        let (state, deadline) = (kernel.state(), kernel.deadline());
         let op = u.int_in_range(0..=9u8).unwrap_or(0);
         let frames: Vec<Vec<u8>> = match op {
             4..=6 => {
@@ -335,23 +335,30 @@ pub fn kernel_machine(data: &[u8]) {
         let input = match op {
             0 => {
                 let p = fuzz_ports(&mut u);
-                KernelInput::Bound(p)
+                Some(KernelInput::Bound(p))
             }
-            1 => KernelInput::RegistrationConnected,
-            2 => KernelInput::IopubSubscribed,
-            3 => KernelInput::Timeout,
-            4..=7 => KernelInput::Received(&refs),
-            8 => KernelInput::ConnectionLost,
+            1 => Some(KernelInput::RegistrationConnected),
+            2 => Some(KernelInput::IopubSubscribed),
+            4..=7 => None,
+            // 8 was the connection-lost input, which no driver could feed; kept as a plain
+            // timeout so that the corpus keeps its layout.
+            3 | 8 => Some(KernelInput::Timeout),
             _ => {
                 if u.int_in_range(0..=3u8).unwrap_or(1) == 0 {
-                    KernelInput::Abort
+                    Some(KernelInput::Abort)
                 } else {
-                    KernelInput::Timeout
+                    Some(KernelInput::Timeout)
                 }
             }
         };
-        let result = kernel.handle_input(now, input);
-        if let (Ok(()), KernelInput::Bound(p), KernelState::Init) = (&result, input, state) {
+        let result = match input {
+            Some(input) => kernel.handle_input(now, input),
+            None => {
+                kernel.receive(now, &refs);
+                Ok(())
+            }
+        };
+        if let (Ok(()), Some(KernelInput::Bound(p)), KernelState::Init) = (&result, input, state) {
             bound = Some(p);
         }
         let mut rejected_only = true;
@@ -368,22 +375,22 @@ pub fn kernel_machine(data: &[u8]) {
                 }
                 Output::Event(_) | Output::Action(_) => rejected_only = false,
                 Output::Timeout(t) => {
-                    assert_eq!(t, kernel.poll_timeout());
+                    assert_eq!(t.at(), kernel.deadline().map(|d| d.at));
                     break;
                 }
             }
         }
         if result.is_err() || rejected_only {
             assert_eq!(kernel.state(), state, "a rejected input changed the state");
-            assert_eq!(kernel.poll_timeout(), deadline);
+            assert_eq!(kernel.deadline(), deadline);
         }
         if state.is_terminal() {
             assert_eq!(kernel.state(), state, "left a terminal state");
-            assert_eq!(kernel.poll_timeout(), None);
+            assert_eq!(kernel.deadline(), None);
         }
         if kernel.state() == state {
             assert_eq!(
-                kernel.poll_timeout(),
+                kernel.deadline(),
                 deadline,
                 "deadline moved without a transition"
             );
@@ -406,14 +413,16 @@ pub fn launcher_machine(data: &[u8]) {
     } else {
         Dialect::Posit
     };
-    let config = LauncherConfig {
-        key: Key::new(FUZZ_KEY),
-        registration_timeout: Duration::from_millis(timeout_ms),
-        session_id: "fuzz-launcher".into(),
-        dialect,
-        kernel_id: FUZZ_KERNEL_ID.into(),
-        ..LauncherConfig::default()
+    let key = Key::new(FUZZ_KEY);
+    let config = match dialect {
+        Dialect::Posit => LauncherConfig::new(key),
+        Dialect::Upstream => LauncherConfig::upstream(key, FUZZ_KERNEL_ID),
     };
+    let Ok(mut config) = config else {
+        unreachable!("the fuzz key is not empty")
+    };
+    config.registration_timeout = Duration::from_millis(timeout_ms);
+    config.session_id = Some("fuzz-launcher".into());
     let mut launcher = LauncherHandshake::new(config);
     let mut kernel_session = Session::new(
         "fuzz-kernel",
@@ -426,7 +435,7 @@ pub fn launcher_machine(data: &[u8]) {
     while !u.is_empty() && steps < 64 {
         steps += 1;
         now = now + Duration::from_millis(u.int_in_range(0..=1500u64).unwrap_or(0));
-        let (state, deadline) = (launcher.state(), launcher.poll_timeout());
+        let (state, deadline) = (launcher.state(), launcher.deadline());
         let op = u.int_in_range(0..=8u8).unwrap_or(0);
         let mut frames: Vec<Vec<u8>> = Vec::new();
         let mut file: Vec<u8> = Vec::new();
@@ -491,20 +500,25 @@ pub fn launcher_machine(data: &[u8]) {
         }
         let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
         let input = match op {
-            0 => LauncherInput::RegistrationBound {
+            0 => Some(LauncherInput::RegistrationBound {
                 port: u.int_in_range(0..=u16::MAX).unwrap_or(0),
-            },
-            1..=3 => LauncherInput::Received(&refs),
-            4 => LauncherInput::FileChanged(&file),
-            5 => LauncherInput::KernelExited(match u.int_in_range(0..=255u8).unwrap_or(0) {
-                0 => ExitStatus::Unknown,
-                n if n >= 128 => ExitStatus::Signal(i32::from(n - 128)),
-                n => ExitStatus::Code(i32::from(n)),
             }),
-            6 => LauncherInput::Abort,
-            _ => LauncherInput::Timeout,
+            1..=3 => None,
+            4 => Some(LauncherInput::FileChanged(&file)),
+            5 => Some(LauncherInput::KernelExited(exit_status(&mut u))),
+            6 => Some(LauncherInput::Abort),
+            _ => Some(LauncherInput::Timeout),
         };
-        let result = launcher.handle_input(now, input);
+        let result = match input {
+            Some(input) => launcher.handle_input(now, input),
+            None => {
+                launcher.receive(now, &refs);
+                Ok(())
+            }
+        };
+        // A kernel exit arms the settling deadline without a transition (the launch fails
+        // when it passes).
+        let exit = op == 5;
         let mut rejected_only = true;
         loop {
             match launcher.poll_output() {
@@ -518,7 +532,7 @@ pub fn launcher_machine(data: &[u8]) {
                 }
                 Output::Transmit(_) | Output::Event(_) | Output::Action(_) => rejected_only = false,
                 Output::Timeout(t) => {
-                    assert_eq!(t, launcher.poll_timeout());
+                    assert_eq!(t.at(), launcher.deadline().map(|d| d.at));
                     break;
                 }
             }
@@ -529,14 +543,16 @@ pub fn launcher_machine(data: &[u8]) {
                 state,
                 "a rejected input changed the state"
             );
-            assert_eq!(launcher.poll_timeout(), deadline);
+            if !exit {
+                assert_eq!(launcher.deadline(), deadline);
+            }
         }
         if state.is_terminal() {
             assert_eq!(launcher.state(), state, "left a terminal state");
         }
-        if launcher.state() == state {
+        if launcher.state() == state && !exit {
             assert_eq!(
-                launcher.poll_timeout(),
+                launcher.deadline(),
                 deadline,
                 "deadline moved without a transition"
             );
@@ -571,10 +587,7 @@ pub fn registrar_machine(data: &[u8]) {
         LaunchConfig, Registrar, RegistrarConfig, RegistrarEvent, RegistrarInput,
     };
     let mut u = Unstructured::new(data);
-    let mut registrar = Registrar::new(RegistrarConfig {
-        session_id: "fuzz-registrar".into(),
-        ..RegistrarConfig::default()
-    });
+    let mut registrar = Registrar::new(RegistrarConfig::default());
     while !matches!(registrar.poll_output(), Output::Timeout(_)) {}
     let mut now = Instant::from_micros(1_000_000);
     let _ = registrar.handle_input(now, RegistrarInput::RegistrationBound { port: 5555 });
@@ -663,13 +676,13 @@ pub fn registrar_machine(data: &[u8]) {
                 if op == 1 {
                     l.offered.push(ports);
                 }
-                let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-                registrar.handle_input(now, RegistrarInput::Received(&refs))
+                receive_counted(&mut registrar, now, &frames);
+                Ok(())
             }
             (3, _) => {
                 let frames = self::frames(&mut u);
-                let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-                registrar.handle_input(now, RegistrarInput::Received(&refs))
+                receive_counted(&mut registrar, now, &frames);
+                Ok(())
             }
             (4, Some(i)) => {
                 let l = &mut launches[i];
@@ -735,12 +748,17 @@ pub fn registrar_machine(data: &[u8]) {
                             "a launch registered ports its key holder never sent"
                         );
                     }
-                    if let LauncherEvent::Failed(crate::output::Failure::Timeout { .. }) = event {
+                    // A deadline passing: a timeout, or the end of an exit's instant.
+                    if let LauncherEvent::Failed(
+                        crate::output::Failure::Timeout { .. }
+                        | crate::output::Failure::KernelExited(_),
+                    ) = event
+                    {
                         failed_by_deadline.push(launch);
                     }
                 }
-                Output::Timeout(deadline) => {
-                    assert_eq!(deadline, registrar.poll_timeout());
+                Output::Timeout(next) => {
+                    assert_eq!(next.at(), registrar.deadline().map(|d| d.at));
                     break;
                 }
                 _ => {}
@@ -768,5 +786,26 @@ pub fn registrar_machine(data: &[u8]) {
                 }
             }
         }
+    }
+}
+
+/// Feeds received frames to the registrar and checks what they cost: never more signature
+/// checks than launches are pending (finished launches are never tried).
+fn receive_counted(registrar: &mut crate::Registrar, now: Instant, frames: &[Vec<u8>]) {
+    let (before, pending) = (registrar.verifications(), registrar.pending());
+    registrar.receive(now, frames);
+    let cost = registrar.verifications() - before;
+    assert!(
+        cost <= pending as u64,
+        "one message cost {cost} signature checks with {pending} launches pending"
+    );
+}
+
+/// An exit status from one fuzz byte.
+fn exit_status(u: &mut Unstructured<'_>) -> ExitStatus {
+    match u.int_in_range(0..=255u8).unwrap_or(0) {
+        0 => ExitStatus::Unknown,
+        n if n >= 128 => ExitStatus::Signal(i32::from(n - 128)),
+        n => ExitStatus::Code(i32::from(n)),
     }
 }

@@ -1,38 +1,4 @@
-//! The kernel side of the handshake.
-//!
-//! The dialect comes from the file ([`RegistrationFile::dialect`]); the states are the same:
-//!
-//! | | Posit (ark) | upstream (xeus) |
-//! |---|---|---|
-//! | [`KernelAction::ConnectRegistration`] `socket` | [`RegistrationSocket::Req`] | [`RegistrationSocket::Dealer`] |
-//! | request | full signed `handshake_request`, integer ports | `[<IDS|MSG>, HMAC(content), content]`, content `{kernel_id, *_port}` with string ports, sorted keys |
-//! | acknowledgement | verified `handshake_reply` `{status: ok}` whose parent is our request | any verified single content frame (`ACK`, `{"status":"ok"}`, …) |
-//! | refusal | `handshake_reply` `{status: error}` (or Kallichore's bare error frame) | verified JSON `{"status":"error","error":…}` |
-//!
-//! ```text
-//!            new(file)  ──► Action::BindChannels (port 0, or the file's ports if classic)
-//!              │
-//!            Init ──Input::Bound(ports)──┬─ classic file ──► Registered or Connected (see below)
-//!                                        ▼
-//!            Bound ──► Action::ConnectRegistration { endpoint, socket: Req | Dealer }
-//!              │ Input::RegistrationConnected: request queued, ack deadline armed
-//!              ▼
-//!        AwaitingReply ──verified acknowledgement (see the table)────────────────────┐
-//!              │                                                                     ▼
-//!              │                                  wait_for_iopub? ──yes──► Registered
-//!              │                                        │ no                    │ Input::IopubSubscribed
-//!              │                                        ▼                       ▼
-//!              │                                    Connected ◄─────────────────┘
-//!              └─► Failed: a verified refusal, ack or IOPub deadline, Input::ConnectionLost,
-//!                  Input::Abort
-//! ```
-//!
-//! Anything else received — forged, garbage, a reply to another request, a message of another
-//! type or of the other dialect's framing — is reported as [`KernelEvent::Rejected`] and changes
-//! nothing; on the upstream DEALER the real acknowledgement can still arrive after a rejected
-//! one (a REQ receives one reply only). `Connected` and `Failed` are terminal. A subscription
-//! seen before the reply is remembered, so a fast client never makes the kernel wait for a
-//! second one.
+//! The kernel side of the handshake: see [`KernelHandshake`](crate::KernelHandshake).
 
 use alloc::string::String;
 use core::time::Duration;
@@ -43,12 +9,14 @@ use crate::connection::{
 use crate::message::{
     self, HANDSHAKE_REPLY, HANDSHAKE_REQUEST, HandshakeReply, ReplyStatus, Session,
 };
-use crate::output::{Failure, Outbox, Output, Rejection, UsageError, Waiting, sanitize};
+use crate::output::{
+    Deadline, Failure, Next, Outbox, Output, Rejection, UsageError, Waiting, sanitize,
+};
 use crate::sign::Signer;
 use crate::time::Instant;
 use crate::wire::{self, Limits};
 
-/// The states of the kernel side; see the [module docs](self) for the diagram.
+/// The states of the kernel side; see the [`KernelHandshake`] docs for the diagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KernelState {
     /// Waiting for the driver to bind the five channels.
@@ -96,9 +64,9 @@ pub struct KernelConfig {
     pub wait_for_iopub: Option<Duration>,
     /// Bounds on received frames.
     pub limits: Limits,
-    /// Session id for our headers; must be unique per process (a UUID, say). The default,
-    /// `"kernel"`, is a placeholder for tests: with it two processes send the same message ids.
-    pub session_id: String,
+    /// Session id for our headers. `None` (the default): an id derived from the file's key,
+    /// unique per kernel because keys are.
+    pub session_id: Option<String>,
     /// `username` of our headers.
     pub username: String,
 }
@@ -109,7 +77,7 @@ impl Default for KernelConfig {
             ack_timeout: Duration::from_secs(10),
             wait_for_iopub: None,
             limits: Limits::HANDSHAKE,
-            session_id: String::from("kernel"),
+            session_id: None,
             username: String::from("kernel"),
         }
     }
@@ -169,32 +137,26 @@ pub enum KernelEvent {
 
 /// What the driver tells the kernel side.
 #[derive(Clone, Copy, Debug)]
-pub enum KernelInput<'a> {
+pub enum KernelInput {
     /// The five channels are bound on these ports.
     Bound(KernelPorts),
     /// The registration socket asked for (REQ or DEALER) is connected to the registration
     /// endpoint.
     RegistrationConnected,
-    /// A multipart message arrived on the registration socket.
-    Received(&'a [&'a [u8]]),
     /// The IOPub XPUB saw a subscription.
     IopubSubscribed,
-    /// The registration connection is gone.
-    ConnectionLost,
     /// A deadline may have passed (spurious calls are harmless).
     Timeout,
     /// Give up now.
     Abort,
 }
 
-impl KernelInput<'_> {
+impl KernelInput {
     fn name(&self) -> &'static str {
         match self {
             Self::Bound(_) => "Bound",
             Self::RegistrationConnected => "RegistrationConnected",
-            Self::Received(_) => "Received",
             Self::IopubSubscribed => "IopubSubscribed",
-            Self::ConnectionLost => "ConnectionLost",
             Self::Timeout => "Timeout",
             Self::Abort => "Abort",
         }
@@ -211,7 +173,40 @@ enum Mode {
     Handshake(RegistrationFile),
 }
 
-/// The kernel side of the handshake, as a sans-IO state machine.
+/// The kernel side of the handshake.
+///
+/// The dialect comes from the file ([`RegistrationFile::dialect`]); the states are the same:
+///
+/// | | Posit (ark) | upstream (xeus) |
+/// |---|---|---|
+/// | [`KernelAction::ConnectRegistration`] `socket` | [`RegistrationSocket::Req`] | [`RegistrationSocket::Dealer`] |
+/// | request | full signed `handshake_request`, integer ports | `[<IDS|MSG>, HMAC(content), content]`, content `{kernel_id, *_port}` with string ports, sorted keys |
+/// | acknowledgement | verified `handshake_reply` `{status: ok}` whose parent is our request | any verified single content frame (`ACK`, `{"status":"ok"}`, …) |
+/// | refusal | `handshake_reply` `{status: error}` (or Kallichore's bare error frame) | verified JSON `{"status":"error","error":…}` |
+///
+/// ```text
+///            new(file)  ──► Action::BindChannels (port 0, or the file's ports if classic)
+///              │
+///            Init ──Input::Bound(ports)──┬─ classic file ──► Registered or Connected (see below)
+///                                        ▼
+///            Bound ──► Action::ConnectRegistration { endpoint, socket: Req | Dealer }
+///              │ Input::RegistrationConnected: request queued, ack deadline armed
+///              ▼
+///        AwaitingReply ──verified acknowledgement (see the table)────────────────────┐
+///              │                                                                     ▼
+///              │                                  wait_for_iopub? ──yes──► Registered
+///              │                                        │ no                    │ Input::IopubSubscribed
+///              │                                        ▼                       ▼
+///              │                                    Connected ◄─────────────────┘
+///              └─► Failed: a verified refusal, ack or IOPub deadline, Input::Abort
+/// ```
+///
+/// Anything else received — forged, garbage, a reply to another request, a message of another
+/// type or of the other dialect's framing — is reported as [`KernelEvent::Rejected`] and changes
+/// nothing; on the upstream DEALER the real acknowledgement can still arrive after a rejected
+/// one (a REQ receives one reply only). `Connected` and `Failed` are terminal. A subscription
+/// seen before the reply is remembered, so a fast client never makes the kernel wait for a
+/// second one.
 #[derive(Debug)]
 pub struct KernelHandshake {
     config: KernelConfig,
@@ -221,7 +216,7 @@ pub struct KernelHandshake {
     connection: Option<ConnectionFile>,
     request_id: Option<String>,
     iopub_seen: bool,
-    deadline: Option<(Instant, Instant, Waiting)>,
+    deadline: Option<Deadline>,
     failure: Option<Failure>,
     outbox: Outbox<KernelAction, KernelEvent>,
 }
@@ -230,6 +225,7 @@ impl KernelHandshake {
     /// A kernel started with `file`: a registration file means "handshake", a connection file
     /// means "classic". The first output asks the driver to bind the five channels.
     pub fn new(file: KernelFile, config: KernelConfig) -> Self {
+        let key = file.key().clone();
         let (mode, transport, ip, ports, signer) = match file {
             KernelFile::Connection(c) => {
                 let signer = Signer::new(c.signature_scheme, &c.key);
@@ -247,7 +243,11 @@ impl KernelHandshake {
                 (Mode::Handshake(r), t, ip, None, signer)
             }
         };
-        let session = Session::new(config.session_id.clone(), config.username.clone(), signer);
+        let session_id = config
+            .session_id
+            .clone()
+            .unwrap_or_else(|| key.derive_id(b"kernel"));
+        let session = Session::new(session_id, config.username.clone(), signer);
         let mut outbox = Outbox::new();
         outbox.action(KernelAction::BindChannels {
             transport,
@@ -283,15 +283,20 @@ impl KernelHandshake {
         self.failure.as_ref()
     }
 
-    /// The current deadline. Changes only in [`handle_input`](Self::handle_input).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline.map(|(_, at, _)| at)
+    /// The current deadline. Changes only in [`handle_input`](Self::handle_input) and
+    /// [`receive`](Self::receive).
+    pub fn deadline(&self) -> Option<Deadline> {
+        self.deadline
     }
 
     /// The next output; drain until [`Output::Timeout`]. Never changes the state.
     pub fn poll_output(&mut self) -> KernelOutput {
-        let deadline = self.poll_timeout();
-        self.outbox.pop(deadline)
+        let next = match (self.state.is_terminal(), self.deadline) {
+            (true, _) => Next::Done,
+            (false, Some(deadline)) => Next::Deadline(deadline),
+            (false, None) => Next::Input,
+        };
+        self.outbox.pop(next)
     }
 
     /// Feeds one input at time `now`.
@@ -300,40 +305,14 @@ impl KernelHandshake {
     /// input is not looked at (so a flood of input can never postpone a deadline). Peer input
     /// never returns `Err`; `Err` means the driver fed an input that makes no sense in this state
     /// (for example `Bound` twice), and changes nothing.
-    pub fn handle_input(&mut self, now: Instant, input: KernelInput<'_>) -> Result<(), UsageError> {
-        if self.state.is_terminal() {
-            if let KernelInput::Received(_) = input {
-                self.outbox
-                    .event(KernelEvent::Rejected(Rejection::Finished));
-            }
+    pub fn handle_input(&mut self, now: Instant, input: KernelInput) -> Result<(), UsageError> {
+        if !self.live(now) {
             return Ok(());
-        }
-        if let Some((since, at, waiting_for)) = self.deadline {
-            if now >= at {
-                self.fail(Failure::Timeout {
-                    waiting_for,
-                    waited: now.saturating_duration_since(since),
-                });
-                return Ok(());
-            }
         }
         match input {
             KernelInput::Bound(ports) => self.on_bound(now, ports),
             KernelInput::RegistrationConnected => self.on_registration_connected(now),
-            KernelInput::Received(frames) => {
-                if self.state == KernelState::AwaitingReply {
-                    self.on_reply(now, frames);
-                } else {
-                    self.outbox
-                        .event(KernelEvent::Rejected(Rejection::Unsolicited));
-                }
-                Ok(())
-            }
             KernelInput::IopubSubscribed => self.on_iopub_subscribed(),
-            KernelInput::ConnectionLost => {
-                self.fail(Failure::ConnectionLost);
-                Ok(())
-            }
             KernelInput::Timeout => Ok(()),
             KernelInput::Abort => {
                 self.fail(Failure::Aborted);
@@ -342,7 +321,38 @@ impl KernelHandshake {
         }
     }
 
-    fn misuse(&self, input: &KernelInput<'_>) -> UsageError {
+    /// Feeds a multipart message received on the registration socket at time `now`, as
+    /// whatever frames the driver holds (`Vec<u8>`, `zmq::Message`, `&[u8]`…): nothing is
+    /// copied. The same rules as [`handle_input`](Self::handle_input) hold; what is dropped is
+    /// reported as [`KernelEvent::Rejected`].
+    pub fn receive<F: AsRef<[u8]>>(&mut self, now: Instant, frames: &[F]) {
+        let finished = self.state.is_terminal();
+        if !self.live(now) {
+            if finished {
+                self.outbox
+                    .event(KernelEvent::Rejected(Rejection::Finished));
+            }
+        } else if self.state == KernelState::AwaitingReply {
+            self.on_reply(now, frames);
+        } else {
+            self.outbox
+                .event(KernelEvent::Rejected(Rejection::Unsolicited));
+        }
+    }
+
+    /// Fails the machine if its deadline has passed; whether it can still take input.
+    fn live(&mut self, now: Instant) -> bool {
+        if self.state.is_terminal() {
+            return false;
+        }
+        if let Some(deadline) = self.deadline.filter(|d| d.passed(now)) {
+            self.fail(deadline.failure(now));
+            return false;
+        }
+        true
+    }
+
+    fn misuse(&self, input: &KernelInput) -> UsageError {
         UsageError {
             input: input.name(),
             state: self.state.name(),
@@ -420,7 +430,7 @@ impl KernelHandshake {
         }
     }
 
-    fn on_reply(&mut self, now: Instant, frames: &[&[u8]]) {
+    fn on_reply<F: AsRef<[u8]>>(&mut self, now: Instant, frames: &[F]) {
         match self.read_reply(frames) {
             Ok(reply) => match reply.status {
                 ReplyStatus::Ok => self.registered(now),
@@ -440,7 +450,7 @@ impl KernelHandshake {
         }
     }
 
-    fn read_reply(&self, frames: &[&[u8]]) -> Result<HandshakeReply, Rejection> {
+    fn read_reply<F: AsRef<[u8]>>(&self, frames: &[F]) -> Result<HandshakeReply, Rejection> {
         if self.kernel_id().is_some() {
             return self.read_upstream_reply(frames);
         }
@@ -451,7 +461,7 @@ impl KernelHandshake {
                 // frame. Our REQ only hears the endpoint our file names, so it counts as a
                 // refusal rather than garbage (`protocol.md` §3.5).
                 return match frames {
-                    [single] => match HandshakeReply::from_json(single) {
+                    [single] => match HandshakeReply::from_json(single.as_ref()) {
                         Ok(r) if r.status == ReplyStatus::Error => Ok(r),
                         _ => Err(e.into()),
                     },
@@ -481,7 +491,10 @@ impl KernelHandshake {
 
     /// Upstream: one signed content frame. A verified JSON `status: error` is a refusal; any
     /// other verified content (`ACK`, `{"status":"ok"}`) is the acknowledgement.
-    fn read_upstream_reply(&self, frames: &[&[u8]]) -> Result<HandshakeReply, Rejection> {
+    fn read_upstream_reply<F: AsRef<[u8]>>(
+        &self,
+        frames: &[F],
+    ) -> Result<HandshakeReply, Rejection> {
         let content =
             wire::split_content_only(frames, &self.config.limits)?.verify(self.session.signer())?;
         match HandshakeReply::from_json(content) {
@@ -519,7 +532,7 @@ impl KernelHandshake {
     }
 
     fn arm(&mut self, now: Instant, after: Duration, waiting_for: Waiting) {
-        self.deadline = Some((now, now + after, waiting_for));
+        self.deadline = Some(Deadline::after(now, after, waiting_for));
     }
 
     fn set_state(&mut self, to: KernelState) {

@@ -17,14 +17,16 @@
 //! `handshake_request` and gets a `handshake_reply`. The **upstream** dialect (jupyter_client
 //! docs 5.6 ⇄ xeus) registers from a DEALER with `[<IDS|MSG>, HMAC(content), content]`, the
 //! content naming the `kernel_id` and the ports as strings, and gets one signed content frame
-//! (`ACK`). The launcher picks the dialect ([`LauncherConfig::dialect`]) and writes it into the
+//! (`ACK`). The launcher picks the dialect ([`LauncherConfig::dialect`], or from a kernelspec's
+//! protocol version, [`LaunchMode::from_protocol_version`]) and writes it into the
 //! registration file; the kernel reads it from the file
 //! ([`KernelAction::ConnectRegistration`] says which socket to connect). The states are the same.
 //!
 //! ## A complete handshake, in memory
 //!
 //! Both machines are driven the same way: feed an input with the current time
-//! (`handle_input`), then drain `poll_output` until it returns [`Output::Timeout`]. Here the
+//! (`handle_input` for the driver's own facts, `receive` for frames from the socket), then drain
+//! `poll_output` until it returns [`Output::Timeout`]. Here the
 //! "network" is a function call and the "clock" a number.
 //!
 //! ```
@@ -35,7 +37,7 @@
 //! let mut now = Instant::from_micros(1_700_000_000_000_000);
 //!
 //! // The launcher asks for a registration socket; we "bind" it on port 5555.
-//! let mut launcher = LauncherHandshake::new(LauncherConfig { key, ..Default::default() });
+//! let mut launcher = LauncherHandshake::new(LauncherConfig::new(key)?);
 //! let Output::Action(LauncherAction::BindRegistration { .. }) = launcher.poll_output() else { panic!() };
 //! launcher.handle_input(now, LauncherInput::RegistrationBound { port: 5555 })?;
 //!
@@ -44,7 +46,7 @@
 //! loop {
 //!     match launcher.poll_output() {
 //!         Output::Action(LauncherAction::WriteRegistrationFile(f)) => file = Some(f.to_json_pretty()),
-//!         Output::Timeout(deadline) => { assert_eq!(deadline, Some(now + Duration::from_secs(30))); break }
+//!         Output::Timeout(next) => { assert_eq!(next.at(), Some(now + Duration::from_secs(30))); break }
 //!         _ => {}
 //!     }
 //! }
@@ -75,14 +77,13 @@
 //! // The request crosses over (a ROUTER would prepend the peer's identity).
 //! now = now + Duration::from_millis(3);
 //! for frames in to_launcher.drain(..) {
-//!     let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-//!     launcher.handle_input(now, LauncherInput::Received(&frames))?;
+//!     launcher.receive(now, &frames);
 //! }
 //! loop {
 //!     match launcher.poll_output() {
 //!         Output::Transmit(t) => to_kernel.push(t.frames),
 //!         Output::Event(LauncherEvent::Registered { connection, .. }) => assert_eq!(connection.ports.shell, 40001),
-//!         Output::Timeout(deadline) => { assert_eq!(deadline, None); break }
+//!         Output::Timeout(next) => { assert_eq!(next, Next::Done); break }
 //!         _ => {}
 //!     }
 //! }
@@ -90,8 +91,7 @@
 //!
 //! // The reply crosses back; the kernel is connected.
 //! for frames in to_kernel.drain(..) {
-//!     let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-//!     kernel.handle_input(now, KernelInput::Received(&frames))?;
+//!     kernel.receive(now, &frames);
 //! }
 //! assert_eq!(kernel.state(), KernelState::Connected);
 //! assert_eq!(kernel.connection(), launcher.connection());
@@ -99,9 +99,9 @@
 //! ```
 //!
 //! Over real sockets the loop is the same. The reference for embedding these machines in an
-//! event loop of your own is `adapters/examples/own_loop.rs` in this workspace: one kernel and
+//! event loop of your own is `adapters/zmq/examples/own_loop.rs` in this workspace: one kernel and
 //! one launcher driven from a single hand-written `zmq::poll` loop, no runtime, no thread
-//! (`adapters/examples/many_in_one_thread.rs` runs 100 handshakes that way). The
+//! (`adapters/zmq/examples/many_in_one_thread.rs` runs 100 handshakes that way). The
 //! `jupyter-handshake-zmq` drivers are the ready-made blocking version.
 //!
 //! ## The driving contract
@@ -109,17 +109,23 @@
 //! 1. Create the machine; drain `poll_output`.
 //! 2. Do every [`Output::Action`] (bind, connect, write a file) and report the result as an input.
 //!    Send every [`Output::Transmit`] on the registration socket. Log or act on events.
-//! 3. [`Output::Timeout`] means "drained": wait for a message, a process exit, a file change, or
-//!    the deadline it names, whichever comes first; feed it in (`Timeout` for the deadline) and go
-//!    to 2.
+//! 3. [`Output::Timeout`] means "drained", and [`Next`] says what for: a [`Deadline`] (wait for a
+//!    message, a process exit, a file change, or the deadline, whichever comes first; feed it in,
+//!    `Timeout` for the deadline, and go to 2), [`Next::Input`] (nothing is timed: the machine
+//!    waits for the result of an action), or [`Next::Done`] (finished).
 //!
 //! Rules that make this safe to drive from any loop:
 //! * Every input carries `now`, and a passed deadline is acted on before the input is looked at;
-//!   an early `Timeout` is a harmless no-op.
+//!   an early `Timeout` is a harmless no-op. Read the clock once per wake-up: facts fed with the
+//!   same `now` are facts of one instant, and their outcome does not depend on the order they are
+//!   fed in (a kernel exit takes effect after the other facts of its instant; see
+//!   [`LauncherHandshake`]).
 //! * Deadlines are armed only at state transitions, inside `handle_input`, never while polling;
 //!   `poll_output` never changes the state.
-//! * Anything received that fails decoding, verification or checks is reported as a `Rejected`
-//!   event and changes nothing. Only the driver's own mistakes return `Err` ([`UsageError`]).
+//! * Anything received that fails decoding, verification or checks is dropped, reported as a
+//!   `Rejected` event, and changes nothing. A well-signed request with unusable content is
+//!   answered with an error and reported as `Refused`; that changes nothing either. Only the
+//!   driver's own mistakes return `Err` ([`UsageError`]).
 //! * `Connected` and `Failed` are terminal.
 //!
 //! ## States
@@ -129,7 +135,7 @@
 //! ```text
 //! Init ─Bound(ports)→ Bound ─RegistrationConnected (REQ | DEALER)→ AwaitingReply ─ack→ [Registered ─IOPub sub→] Connected
 //!   │ (classic file: Init ─Bound(ports)→ [Registered →] Connected)         │
-//!   └──────────── deadline, refusal, connection lost, abort ───────────────┴──→ Failed
+//!   └──────────────────── deadline, refusal, abort ────────────────────────┴──→ Failed
 //! ```
 //!
 //! Launcher side ([`LauncherState`]):
@@ -137,33 +143,34 @@
 //! ```text
 //! Init ─RegistrationBound(port)→ Bound ─verified request (file's dialect) | file rewritten by the kernel→ Connected
 //!                                  └──────────── deadline, kernel exited, abort ───────────────→ Failed
-//! classic(ports): Init → Connected at once
 //! ```
 //!
-//! Many kernels, one registration socket ([`registrar::Registrar`]): one long-lived socket and
-//! any number of launches, each a launcher machine with its own key; a message is attributed by
-//! the key that verifies it, and goes to that launch alone. Restarts re-arm a launch on the same
+//! Classic launches (the launcher picks the ports) make no protocol decision and have no machine:
+//! write [`ConnectionFile::new`] and start the kernel.
+//!
+//! Many kernels, one registration socket ([`Registrar`]): one long-lived socket and any number
+//! of launches, each a launcher machine with its own key; a message is attributed by the key that
+//! verifies it, and goes to that launch alone. Its cost does not grow with the launches served. Restarts re-arm a launch on the same
 //! socket with the same key:
 //!
 //! ```text
 //! Registrar: Init ─RegistrationBound(port)→ Bound;  each launch: Bound → Connected | Failed ─rearm→ Bound
 //! ```
 //!
-//! The details of each transition are in the [`kernel`], [`launcher`] and [`registrar`] module
-//! docs.
+//! The details of each transition are in the docs of [`KernelHandshake`], [`LauncherHandshake`]
+//! and [`Registrar`].
 //!
-//! ## Modules
+//! ## The public surface
 //!
-//! | module | concept |
+//! | | |
 //! |---|---|
+//! | machines | [`KernelHandshake`], [`LauncherHandshake`], [`Registrar`], and their configs, states, inputs, actions, events and errors |
+//! | what they hand back | [`Output`], [`Next`], [`Deadline`], [`Waiting`], [`Transmit`], [`Failure`], [`ExitStatus`], [`Rejection`], [`UsageError`] |
+//! | files | [`ConnectionFile`], [`RegistrationFile`], [`KernelFile`], [`KernelPorts`], [`Transport`], [`Dialect`], [`LaunchMode`] |
+//! | keys | [`Key`], [`SignatureScheme`], [`Signer`] |
+//! | time | [`Instant`]: time as a value |
 //! | [`wire`] | multipart framing, full messages and the upstream content-only framing: split (zero-copy, zero-alloc) and join |
-//! | [`sign`] | HMAC keys, signing, constant-time verification |
-//! | [`message`] | headers, handshake messages of both dialects, a [`Session`] that builds signed messages |
-//! | [`connection`] | connection files, and registration files in both dialects |
-//! | [`kernel`] | the kernel-side machine |
-//! | [`launcher`] | the launcher-side machine |
-//! | [`registrar`] | the launcher side for many kernels on one registration socket |
-//! | [`time`] | [`Instant`]: time as a value |
+//! | [`message`] | headers, handshake messages of both dialects, a [`Session`](message::Session) that builds signed messages |
 //!
 //! Secrets: [`Key`] and the files holding one never print the key in `Debug`, and no error or
 //! event carries a key or the raw bytes of a received frame.
@@ -173,25 +180,25 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 extern crate alloc;
-#[cfg(feature = "std")]
+#[cfg(feature = "fuzzing")]
 extern crate std;
 
-pub mod connection;
+mod connection;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod json;
-pub mod kernel;
-pub mod launcher;
+mod kernel;
+mod launcher;
 pub mod message;
 mod output;
-pub mod registrar;
-pub mod sign;
-pub mod time;
+mod registrar;
+mod sign;
+mod time;
 pub mod wire;
 
 pub use connection::{
-    ConnectionFile, Dialect, KernelFile, KernelPorts, RegistrationDialect, RegistrationFile,
-    Transport,
+    ConnectionFile, ConnectionFileError, Dialect, ExtraFields, FileKind, KernelFile, KernelPorts,
+    LaunchMode, PortsError, RegistrationFile, Transport, UpstreamRegistration,
 };
 pub use json::{JsonError, JsonKind};
 pub use kernel::{
@@ -202,7 +209,12 @@ pub use launcher::{
     Evidence, LauncherAction, LauncherConfig, LauncherEvent, LauncherHandshake, LauncherInput,
     LauncherOutput, LauncherState,
 };
-pub use message::Session;
-pub use output::{ExitStatus, Failure, Output, Rejection, Transmit, UsageError, Waiting};
-pub use sign::{Key, SignatureScheme, Signer};
+pub use output::{
+    Deadline, EmptyKey, ExitStatus, Failure, Next, Output, Rejection, Transmit, UsageError, Waiting,
+};
+pub use registrar::{
+    LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarError,
+    RegistrarEvent, RegistrarInput, RegistrarOutput, RegistrarState,
+};
+pub use sign::{Key, Signature, SignatureScheme, Signer, UnknownSignatureScheme, VerifyError};
 pub use time::Instant;

@@ -211,7 +211,7 @@ pub fn request_content(ports: &KernelPorts) -> Vec<u8> {
 /// The upstream dialect's acknowledgement: the content xeus-zmq's launcher sends, signed, as a
 /// single frame. Any verified content that is not a JSON `status: error` counts as acceptance
 /// on the kernel side, so a launcher that answers `{"status":"ok"}` is understood too.
-pub const UPSTREAM_ACK: &[u8] = b"ACK";
+pub(crate) const UPSTREAM_ACK: &[u8] = b"ACK";
 
 /// The content of an upstream-dialect request for `ports`: compact JSON with the keys in sorted
 /// order and the ports as strings, byte for byte what xeus sends (nlohmann's default object
@@ -258,6 +258,20 @@ pub fn upstream_request(content: &[u8]) -> Result<UpstreamRequest, MessageError>
     let ports = KernelPorts::from_array(ports);
     ports.validate()?;
     Ok(UpstreamRequest { kernel_id, ports })
+}
+
+/// The `kernel_id` an upstream request names, read *before* its signature is checked, only to
+/// find the one launch whose key can verify it (a [`Registrar`](crate::Registrar) then pays one
+/// HMAC, not one per launch). Never trusted: the verified content is read again.
+pub(crate) fn upstream_kernel_id(content: &[u8]) -> Option<Cow<'_, str>> {
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow)]
+        kernel_id: Cow<'a, str>,
+    }
+    serde_json::from_slice::<Peek<'_>>(content)
+        .ok()
+        .map(|peek| peek.kernel_id)
 }
 
 /// The `status` of a `handshake_reply`.
@@ -393,15 +407,21 @@ impl Session {
     }
 }
 
-/// What the handshake machines need from a verified message's header and parent.
-pub(crate) struct Classified {
-    pub(crate) msg_type: String,
-    pub(crate) parent_msg_id: Option<String>,
+/// What routing a verified message needs: its type, and the `msg_id` of the message it answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classified {
+    /// The header's `msg_type`.
+    pub msg_type: String,
+    /// The parent header's `msg_id`; `None` only when there is no parent (empty, `{}` or
+    /// `null`). A parent that is neither absent nor an object with a string `msg_id` is an
+    /// error, never "no parent".
+    pub parent_msg_id: Option<String>,
 }
 
-/// Reads the header (all six fields required) and the parent's `msg_id`. Only the `msg_id` of
-/// the parent matters: Kallichore rebuilds the parent rather than copying it (`protocol.md` §3.5).
-pub(crate) fn classify(parts: &Parts<'_>) -> Result<Classified, MessageError> {
+/// Reads the header (all six fields required) and the parent's `msg_id`, the rule both machines
+/// and the drivers' clients use. Only the `msg_id` of the parent matters: Kallichore rebuilds the
+/// parent rather than copying it (`protocol.md` §3.5).
+pub fn classify(parts: &Parts<'_>) -> Result<Classified, MessageError> {
     let header = Header::from_json(parts.header).map_err(MessageError::json(Part::Header))?;
     let parent = parts.parent_header;
     // Fast path: an object with a string `msg_id` (every reply). The rest (no parent, or a

@@ -15,7 +15,7 @@ use crate::wire::DecodeError;
 /// One pull from a machine's `poll_output`.
 ///
 /// Drain it after every input until it returns [`Output::Timeout`], which means "nothing else is
-/// queued": then wait for I/O or for the deadline it names.
+/// queued": then wait for I/O, or for the deadline it names ([`Next`]).
 #[derive(Debug)]
 pub enum Output<A, E> {
     /// Frames to send on the registration socket, in order, as one multipart message.
@@ -24,9 +24,68 @@ pub enum Output<A, E> {
     Action(A),
     /// Something that happened; for logs, metrics and the caller's own logic.
     Event(E),
-    /// Nothing is queued. The next deadline, or `None` once the machine is finished (or while
-    /// it waits for the driver to do an action that has no deadline).
-    Timeout(Option<Instant>),
+    /// Nothing is queued: what to wait for next.
+    Timeout(Next),
+}
+
+/// What a drained machine waits for: the last word of every drain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Wait for input until this deadline, then feed the machine's `Timeout` input.
+    Deadline(Deadline),
+    /// Nothing is timed: the machine waits for the driver to report on an action it asked for
+    /// (a bind, a connect), or, for a registrar, for new launches and messages.
+    Input,
+    /// The machine is finished (`Connected` or `Failed`): nothing more will come.
+    Done,
+}
+
+impl Next {
+    /// The instant to wake up at, if any.
+    pub fn at(&self) -> Option<Instant> {
+        match self {
+            Self::Deadline(deadline) => Some(deadline.at),
+            Self::Input | Self::Done => None,
+        }
+    }
+}
+
+/// A named timer: when it was armed, when it passes, and what it waits for. Deadlines are armed
+/// only at state transitions, inside `handle_input`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    /// When it passes.
+    pub at: Instant,
+    /// When it was armed.
+    pub armed_at: Instant,
+    /// What the machine waits for until then.
+    pub waiting_for: Waiting,
+}
+
+impl Deadline {
+    pub(crate) fn after(now: Instant, wait: Duration, waiting_for: Waiting) -> Self {
+        Self {
+            at: now + wait,
+            armed_at: now,
+            waiting_for,
+        }
+    }
+
+    /// Whether it has passed at `now`.
+    pub fn passed(&self, now: Instant) -> bool {
+        now >= self.at
+    }
+
+    /// What a machine fails with when this deadline passes at `now`.
+    pub(crate) fn failure(&self, now: Instant) -> Failure {
+        match self.waiting_for {
+            Waiting::ExitSettling(status) => Failure::KernelExited(status),
+            waiting_for => Failure::Timeout {
+                waiting_for,
+                waited: now.saturating_duration_since(self.armed_at),
+            },
+        }
+    }
 }
 
 /// A multipart message to send, signed, with the routing identities it must go back through
@@ -58,6 +117,11 @@ pub enum Waiting {
     IopubSubscription,
     /// The kernel's registration (launcher side).
     Registration,
+    /// The kernel exited (launcher side); the other facts of the instant its exit was seen in
+    /// are still looked at, so that the outcome does not depend on the order the driver feeds
+    /// them in. Passes one microsecond after the exit was reported, failing the launch with
+    /// [`Failure::KernelExited`].
+    ExitSettling(ExitStatus),
 }
 
 impl fmt::Display for Waiting {
@@ -66,6 +130,7 @@ impl fmt::Display for Waiting {
             Self::Reply => "the launcher's handshake_reply",
             Self::IopubSubscription => "the first IOPub subscription",
             Self::Registration => "the kernel's registration",
+            Self::ExitSettling(_) => "the rest of the instant the kernel exited in",
         })
     }
 }
@@ -91,9 +156,6 @@ pub enum Failure {
     /// The kernel process ended before it registered (launcher side).
     #[error("the kernel exited before it registered ({0})")]
     KernelExited(ExitStatus),
-    /// The driver lost the registration connection (kernel side).
-    #[error("the connection to the registration socket was lost")]
-    ConnectionLost,
     /// The caller aborted.
     #[error("aborted by the caller")]
     Aborted,
@@ -187,6 +249,13 @@ pub struct UsageError {
     pub state: &'static str,
 }
 
+/// A launcher was configured with an empty key. An empty key signs nothing and verifies
+/// anything, so a launcher with one would register whoever reaches its socket first; it must be
+/// asked for explicitly ([`LauncherConfig::unsigned`](crate::LauncherConfig::unsigned)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the key is empty: a launcher without a key accepts anyone's registration")]
+pub struct EmptyKey;
+
 /// The queue behind `poll_output`: what the last inputs produced, in order.
 #[derive(Debug)]
 pub(crate) struct Outbox<A, E> {
@@ -212,9 +281,9 @@ impl<A, E> Outbox<A, E> {
         self.queue.push_back(Output::Event(event));
     }
 
-    /// The next queued output, or `Timeout(deadline)` once drained.
-    pub(crate) fn pop(&mut self, deadline: Option<Instant>) -> Output<A, E> {
-        self.queue.pop_front().unwrap_or(Output::Timeout(deadline))
+    /// The next queued output, or `Timeout(next)` once drained.
+    pub(crate) fn pop(&mut self, next: Next) -> Output<A, E> {
+        self.queue.pop_front().unwrap_or(Output::Timeout(next))
     }
 }
 

@@ -1,23 +1,4 @@
-//! HMAC signing and constant-time verification of Jupyter messages.
-//!
-//! The signature of a Jupyter message is the lowercase hex HMAC of the header, parent header,
-//! metadata and content frames, fed in that order with no separator; buffers are not signed
-//! (`protocol.md` §5.3). The key is the UTF-8 text of the connection file's `key`, used as is.
-//!
-//! [`Signer`] is keyed once and cloned per message (the HMAC key schedule is paid once), takes
-//! the parts as a list of borrowed slices (no concatenation, no copy) and produces the hex on the
-//! stack. [`Signer::verify`] decodes the received hex into a fixed array, then compares MACs in
-//! constant time; it never allocates.
-//!
-//! ```
-//! use jupyter_handshake::sign::{Key, SignatureScheme, Signer, VerifyError};
-//! let signer = Signer::new(SignatureScheme::HmacSha256, &Key::new("secret"));
-//! let parts: [&[u8]; 4] = [b"{}", b"{}", b"{}", b"{}"];
-//! let signature = signer.sign(&parts);
-//! assert_eq!(signature.as_str().len(), 64);
-//! assert!(signer.verify(signature.as_bytes(), &parts).is_ok());
-//! assert_eq!(signer.verify(b"", &parts), Err(VerifyError::Unsigned));
-//! ```
+//! Keys, signing and verification: see [`Signer`](crate::Signer).
 
 use alloc::string::String;
 use core::fmt;
@@ -117,6 +98,35 @@ impl Key {
     pub fn ct_eq(&self, other: &Self) -> bool {
         ct_eq(self.0.as_bytes(), other.0.as_bytes())
     }
+
+    /// An id derived from the key for `context` (32 hex digits of HMAC-SHA256(key, context)):
+    /// the same key and context always give the same id, different keys different ids, and the
+    /// id tells nothing about the key. The machines name their sessions with it, so that two
+    /// processes never share a session id by accident (keys are random per kernel) and no
+    /// placeholder id exists.
+    pub(crate) fn derive_id(&self, context: &[u8]) -> String {
+        let digest = self.mac(b"jupyter-handshake id", context);
+        let mut hex = [0u8; 32];
+        // 16 bytes always fit in 32 hex digits.
+        let _ = hex::encode_to_slice(&digest[..16], &mut hex);
+        hex.iter().map(|&b| char::from(b)).collect()
+    }
+
+    /// A fingerprint of the key, to find launches by key in a map without comparing keys
+    /// (HMAC-SHA256 keyed by the key: one-way, so a map ordered by it leaks nothing).
+    pub(crate) fn fingerprint(&self) -> [u8; 32] {
+        self.mac(b"jupyter-handshake fingerprint", b"")
+    }
+
+    fn mac(&self, label: &[u8], context: &[u8]) -> [u8; 32] {
+        // HMAC takes keys of any length, the empty one included.
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.0.as_bytes())
+            .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
+        mac.update(label);
+        mac.update(&[0]);
+        mac.update(context);
+        mac.finalize().into_bytes().into()
+    }
 }
 
 impl fmt::Debug for Key {
@@ -177,6 +187,27 @@ enum Mac_ {
     Sha512(Hmac<Sha512>),
 }
 
+/// HMAC signing and constant-time verification of Jupyter messages.
+///
+/// The signature of a Jupyter message is the lowercase hex HMAC of the header, parent header,
+/// metadata and content frames, fed in that order with no separator; buffers are not signed
+/// (`protocol.md` §5.3). The key is the UTF-8 text of the connection file's `key`, used as is.
+///
+/// [`Signer`] is keyed once and cloned per message (the HMAC key schedule is paid once), takes
+/// the parts as a list of borrowed slices (no concatenation, no copy) and produces the hex on the
+/// stack. [`Signer::verify`] decodes the received hex into a fixed array, then compares MACs in
+/// constant time; it never allocates.
+///
+/// ```
+/// use jupyter_handshake::{Key, SignatureScheme, Signer, VerifyError};
+/// let signer = Signer::new(SignatureScheme::HmacSha256, &Key::new("secret"));
+/// let parts: [&[u8]; 4] = [b"{}", b"{}", b"{}", b"{}"];
+/// let signature = signer.sign(&parts);
+/// assert_eq!(signature.as_str().len(), 64);
+/// assert!(signer.verify(signature.as_bytes(), &parts).is_ok());
+/// assert_eq!(signer.verify(b"", &parts), Err(VerifyError::Unsigned));
+/// ```
+///
 /// A pre-keyed HMAC for one connection: signs outgoing messages and verifies incoming ones.
 ///
 /// Built from an empty key it is *unsigned*: it produces empty signatures and accepts any
@@ -262,6 +293,39 @@ impl Signer {
     /// length is public); the hex must be lowercase, as jupyter_client emits and compares it;
     /// then the MACs are compared in constant time.
     pub fn verify(&self, signature: &[u8], parts: &[&[u8]]) -> Result<(), VerifyError> {
+        if self.is_unsigned() {
+            return Ok(());
+        }
+        let mut tag = [0u8; MAX_DIGEST];
+        let tag = self.decode_tag(signature, &mut tag)?;
+        self.check_tag(tag, parts)
+    }
+
+    /// Decodes a received hex signature once, for checking it against several keys of this
+    /// signer's scheme with [`check_decoded`](Self::check_decoded) (a registrar trying one
+    /// message against its pending launches decodes the hex once, not once per key).
+    pub(crate) fn decode(&self, signature: &[u8]) -> Result<Tag, VerifyError> {
+        let mut tag = Tag {
+            bytes: [0u8; MAX_DIGEST],
+            len: 0,
+        };
+        tag.len = self.decode_tag(signature, &mut tag.bytes)?.len();
+        Ok(tag)
+    }
+
+    /// [`verify`](Self::verify) of a signature decoded by a signer of the same scheme.
+    pub(crate) fn check_decoded(&self, tag: &Tag, parts: &[&[u8]]) -> Result<(), VerifyError> {
+        if self.is_unsigned() {
+            return Ok(());
+        }
+        match tag.bytes.get(..tag.len) {
+            Some(bytes) if tag.len == self.scheme.digest_len() => self.check_tag(bytes, parts),
+            _ => Err(VerifyError::Mismatch),
+        }
+    }
+
+    /// Compares the MAC of `parts` with `tag` in constant time.
+    fn check_tag(&self, tag: &[u8], parts: &[&[u8]]) -> Result<(), VerifyError> {
         fn check<M: Mac + Clone>(mac: &M, parts: &[&[u8]], tag: &[u8]) -> bool {
             let mut mac = mac.clone();
             for part in parts {
@@ -269,11 +333,6 @@ impl Signer {
             }
             mac.verify_slice(tag).is_ok()
         }
-        if self.is_unsigned() {
-            return Ok(());
-        }
-        let mut tag = [0u8; MAX_DIGEST];
-        let tag = self.decode_tag(signature, &mut tag)?;
         let matches = match &self.mac {
             Mac_::Unsigned => true,
             Mac_::Sha256(m) => check(m, parts, tag),
@@ -321,6 +380,12 @@ impl Signer {
         }
         Ok(tag)
     }
+}
+
+/// A received signature, decoded from hex (public data: it travelled in the clear).
+pub(crate) struct Tag {
+    bytes: [u8; MAX_DIGEST],
+    len: usize,
 }
 
 /// Marks a byte that is not a lowercase hex digit in [`HEX_VALUE`].

@@ -11,7 +11,7 @@
 //! a JSON parser before the HMAC has been checked.
 //!
 //! ```
-//! use jupyter_handshake::sign::{Key, SignatureScheme, Signer};
+//! use jupyter_handshake::{Key, SignatureScheme, Signer};
 //! use jupyter_handshake::wire::{self, Limits, Parts};
 //!
 //! let signer = Signer::new(SignatureScheme::HmacSha256, &Key::new("secret"));
@@ -209,8 +209,24 @@ impl<'a, F: AsRef<[u8]>> UnverifiedMessage<'a, F> {
         self.signature
     }
 
+    /// [`verify`](Self::verify) with the signature already decoded (by a signer of the same
+    /// scheme): for trying one message against many keys.
+    pub(crate) fn verify_decoded(
+        &self,
+        signer: &Signer,
+        tag: &crate::sign::Tag,
+    ) -> Result<Message<'a, F>, VerifyError> {
+        signer.check_decoded(tag, &self.parts.as_array())?;
+        Ok(Message {
+            identities: self.identities,
+            parts: self.parts,
+            buffers: self.buffers,
+        })
+    }
+
     /// Checks the signature over the four dicts (buffers are not signed), in constant time.
-    pub fn verify(self, signer: &Signer) -> Result<Message<'a, F>, VerifyError> {
+    /// Borrows, so one split message can be tried against several keys.
+    pub fn verify(&self, signer: &Signer) -> Result<Message<'a, F>, VerifyError> {
         signer.verify(self.signature, &self.parts.as_array())?;
         Ok(Message {
             identities: self.identities,
@@ -292,6 +308,12 @@ impl<'a, F: AsRef<[u8]>> ContentOnly<'a, F> {
     /// The received signature frame.
     pub fn signature(&self) -> &'a [u8] {
         self.signature
+    }
+
+    /// The content before its signature is checked: only for routing (a registrar reads the
+    /// `kernel_id` it names to pick the one key to verify it with), never to act on.
+    pub(crate) fn unverified_content(&self) -> &'a [u8] {
+        self.content
     }
 
     /// Checks the signature over the content frame, in constant time; the content once verified.

@@ -4,8 +4,8 @@
 //! `json.dumps`; the core must produce exactly those bytes and accept them. (The frames of the
 //! real xeus-python are in `upstream.rs`.)
 
+use jupyter_handshake::VerifyError;
 use jupyter_handshake::message::{self, HandshakeReply, Header, ReplyStatus};
-use jupyter_handshake::sign::VerifyError;
 use jupyter_handshake::wire::{self, Limits};
 use jupyter_handshake::*;
 use serde_json::Value;
@@ -120,10 +120,7 @@ fn tampering_with_any_signed_part_is_detected() {
 fn the_launcher_registers_a_request_from_jupyter_client() {
     for name in ["handshake_request", "handshake_request_non_ascii_key"] {
         let c = case(name);
-        let mut launcher = LauncherHandshake::new(LauncherConfig {
-            key: c.key.clone(),
-            ..Default::default()
-        });
+        let mut launcher = LauncherHandshake::new(LauncherConfig::new(c.key.clone()).unwrap());
         let now = Instant::from_micros(1_000);
         launcher
             .handle_input(now, LauncherInput::RegistrationBound { port: 9999 })
@@ -131,9 +128,7 @@ fn the_launcher_registers_a_request_from_jupyter_client() {
         // As a ROUTER receives it from a REQ peer: identity, empty envelope, message.
         let mut frames: Vec<&[u8]> = vec![b"peer", b""];
         frames.extend(c.frames.iter().map(Vec::as_slice));
-        launcher
-            .handle_input(now, LauncherInput::Received(&frames))
-            .unwrap();
+        launcher.receive(now, &frames);
         assert_eq!(launcher.state(), LauncherState::Connected, "{name}");
         let ports = launcher.connection().unwrap().ports;
         assert_eq!(ports.as_array(), [50101, 50102, 50103, 50104, 50105]);
@@ -170,7 +165,7 @@ fn the_kernel_accepts_a_reply_from_jupyter_client() {
     let mut kernel = KernelHandshake::new(
         KernelFile::Registration(file),
         KernelConfig {
-            session_id: "golden-kernel".into(),
+            session_id: Some("golden-kernel".into()),
             ..Default::default()
         },
     );
@@ -187,9 +182,7 @@ fn the_kernel_accepts_a_reply_from_jupyter_client() {
         .handle_input(now, KernelInput::RegistrationConnected)
         .unwrap();
     let frames: Vec<&[u8]> = c.frames.iter().map(Vec::as_slice).collect();
-    kernel
-        .handle_input(now, KernelInput::Received(&frames))
-        .unwrap();
+    kernel.receive(now, &frames);
     assert_eq!(kernel.state(), KernelState::Connected);
 }
 
@@ -277,10 +270,6 @@ fn upstream_cases() -> Vec<UpstreamCase> {
             }
         })
         .collect()
-}
-
-fn frame_refs(frames: &[Vec<u8>]) -> Vec<&[u8]> {
-    frames.iter().map(Vec::as_slice).collect()
 }
 
 /// An upstream kernel for `c`'s file, with its request sent; returns it and what it sent.
@@ -377,20 +366,21 @@ fn upstream_our_launcher_accepts_python_requests_and_answers_exactly_the_python_
     let requests = upstream_cases().into_iter().filter(|c| c.ports.is_some());
     let mut seen = 0;
     for c in requests {
-        let mut launcher = LauncherHandshake::new(LauncherConfig {
-            dialect: Dialect::Upstream,
-            kernel_id: c.kernel_id.clone(),
-            key: c.key.clone(),
-            signature_scheme: c.scheme,
-            ..Default::default()
-        });
+        // The capture includes an unsigned connection (empty key): that takes the opt-in.
+        let mut config = LauncherConfig::upstream(c.key.clone(), c.kernel_id.clone())
+            .unwrap_or_else(|_| {
+                let mut unsigned = LauncherConfig::unsigned();
+                unsigned.dialect = Dialect::Upstream;
+                unsigned.kernel_id = c.kernel_id.clone();
+                unsigned
+            });
+        config.signature_scheme = c.scheme;
+        let mut launcher = LauncherHandshake::new(config);
         let now = Instant::from_micros(1_000);
         launcher
             .handle_input(now, LauncherInput::RegistrationBound { port: 9999 })
             .unwrap();
-        launcher
-            .handle_input(now, LauncherInput::Received(&frame_refs(&c.frames)))
-            .unwrap();
+        launcher.receive(now, &c.frames);
         let mut replies = Vec::new();
         let mut registered = None;
         loop {
@@ -423,12 +413,7 @@ fn upstream_our_kernel_takes_python_replies() {
     for reply in replies {
         assert!(reply.key.ct_eq(&request.key));
         let (mut kernel, _) = upstream_kernel(request, request.ports.unwrap());
-        kernel
-            .handle_input(
-                Instant::from_micros(2_000),
-                KernelInput::Received(&frame_refs(&reply.frames)),
-            )
-            .unwrap();
+        kernel.receive(Instant::from_micros(2_000), &reply.frames);
         match reply.status.unwrap() {
             ReplyStatus::Ok => {
                 assert_eq!(kernel.state(), KernelState::Connected, "{}", reply.name);

@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use jupyter_handshake::VerifyError;
 use jupyter_handshake::message::{HandshakeReply, Header, ReplyStatus};
-use jupyter_handshake::sign::VerifyError;
 use jupyter_handshake::wire::{self, DecodeError, Limits};
 use jupyter_handshake::*;
 
@@ -25,8 +25,7 @@ fn reply_from_launcher(request: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let (mut l, _) = bound_launcher(launcher_config(KEY));
     let mut frames = vec![b"k".to_vec(), Vec::new()];
     frames.extend(request.iter().cloned());
-    l.handle_input(at(1), LauncherInput::Received(&refs(&frames)))
-        .unwrap();
+    l.receive(at(1), &frames);
     let mut reply = drain_launcher(&mut l).transmits.remove(0);
     reply.drain(..2);
     reply
@@ -93,8 +92,7 @@ use jupyter_handshake::message;
 fn kernel_connects_on_the_launchers_ok() {
     let (mut k, request) = awaiting_kernel(registration(), KernelConfig::default(), at(0));
     let reply = reply_from_launcher(&request);
-    k.handle_input(at(5), KernelInput::Received(&refs(&reply)))
-        .unwrap();
+    k.receive(at(5), &reply);
     assert_eq!(k.state(), KernelState::Connected);
     let d = drain_kernel(&mut k);
     assert!(
@@ -130,8 +128,7 @@ fn a_late_reply_cannot_beat_the_deadline() {
     let (mut k, request) = awaiting_kernel(registration(), KernelConfig::default(), at(0));
     let reply = reply_from_launcher(&request);
     // The driver was busy and feeds the reply after the deadline: time is checked first.
-    k.handle_input(at(10_001), KernelInput::Received(&refs(&reply)))
-        .unwrap();
+    k.receive(at(10_001), &reply);
     assert_eq!(k.state(), KernelState::Failed);
 }
 
@@ -146,8 +143,7 @@ fn kernel_fails_on_a_refusal_with_the_reason() {
         br#"{"status":"error","error":"no room\u001b[2J"}"#,
         &[],
     );
-    k.handle_input(at(1), KernelInput::Received(&refs(&refusal)))
-        .unwrap();
+    k.receive(at(1), &refusal);
     assert_eq!(
         k.failure(),
         Some(&Failure::Refused {
@@ -161,8 +157,7 @@ fn kallichores_bare_error_frame_is_a_refusal_not_a_crash() {
     let (mut k, _) = awaiting_kernel(registration(), KernelConfig::default(), at(0));
     let bare: &[u8] =
         br#"{"status":"error","error":"Failed to parse JupyterMessage: bad hmac","capabilities":{}}"#;
-    k.handle_input(at(1), KernelInput::Received(&[bare]))
-        .unwrap();
+    k.receive(at(1), &[bare]);
     assert_eq!(
         k.failure(),
         Some(&Failure::Refused {
@@ -194,11 +189,13 @@ fn kernel_drops_forged_misdirected_and_malformed_replies() {
         vec![b"{\"status\":\"ok\"}".to_vec()],
     ];
     for input in &inputs {
-        k.handle_input(at(1), KernelInput::Received(&refs(input)))
-            .unwrap();
+        k.receive(at(1), input);
     }
     assert_eq!(k.state(), KernelState::AwaitingReply);
-    assert_eq!(k.poll_timeout(), Some(at(0) + Duration::from_secs(10)));
+    assert_eq!(
+        k.deadline().map(|d| d.at),
+        Some(at(0) + Duration::from_secs(10))
+    );
     let rejected = rejected_kernel(&drain_kernel(&mut k).events);
     assert!(
         matches!(
@@ -218,8 +215,7 @@ fn kernel_drops_forged_misdirected_and_malformed_replies() {
     );
     // And the real reply still gets through.
     let reply = reply_from_launcher(&request);
-    k.handle_input(at(2), KernelInput::Received(&refs(&reply)))
-        .unwrap();
+    k.receive(at(2), &reply);
     assert_eq!(k.state(), KernelState::Connected);
 }
 
@@ -231,10 +227,12 @@ fn kernel_can_wait_for_the_first_iopub_subscription() {
     };
     let (mut k, request) = awaiting_kernel(registration(), config.clone(), at(0));
     let reply = reply_from_launcher(&request);
-    k.handle_input(at(1), KernelInput::Received(&refs(&reply)))
-        .unwrap();
+    k.receive(at(1), &reply);
     assert_eq!(k.state(), KernelState::Registered);
-    assert_eq!(k.poll_timeout(), Some(at(1) + Duration::from_secs(10)));
+    assert_eq!(
+        k.deadline().map(|d| d.at),
+        Some(at(1) + Duration::from_secs(10))
+    );
     k.handle_input(at(2), KernelInput::IopubSubscribed).unwrap();
     assert_eq!(k.state(), KernelState::Connected);
 
@@ -242,15 +240,13 @@ fn kernel_can_wait_for_the_first_iopub_subscription() {
     let (mut k, request) = awaiting_kernel(registration(), config.clone(), at(0));
     k.handle_input(at(1), KernelInput::IopubSubscribed).unwrap();
     let reply = reply_from_launcher(&request);
-    k.handle_input(at(2), KernelInput::Received(&refs(&reply)))
-        .unwrap();
+    k.receive(at(2), &reply);
     assert_eq!(k.state(), KernelState::Connected);
 
     // No subscription: the kernel gives up, as ark does.
     let (mut k, request) = awaiting_kernel(registration(), config, at(0));
     let reply = reply_from_launcher(&request);
-    k.handle_input(at(1), KernelInput::Received(&refs(&reply)))
-        .unwrap();
+    k.receive(at(1), &reply);
     k.handle_input(at(10_001), KernelInput::Timeout).unwrap();
     assert!(matches!(
         k.failure(),
@@ -283,10 +279,7 @@ fn kernel_with_a_classic_file_binds_its_ports_and_is_connected() {
 }
 
 #[test]
-fn kernel_fails_on_lost_connection_and_abort() {
-    let (mut k, _) = awaiting_kernel(registration(), KernelConfig::default(), at(0));
-    k.handle_input(at(1), KernelInput::ConnectionLost).unwrap();
-    assert_eq!(k.failure(), Some(&Failure::ConnectionLost));
+fn kernel_fails_on_abort() {
     let (mut k, _) = awaiting_kernel(registration(), KernelConfig::default(), at(0));
     k.handle_input(at(1), KernelInput::Abort).unwrap();
     assert_eq!(k.failure(), Some(&Failure::Aborted));
@@ -359,8 +352,7 @@ fn launcher_binds_writes_the_file_and_arms_its_deadline() {
 fn launcher_replies_ok_through_the_envelope_and_connects() {
     let (mut l, _) = bound_launcher(launcher_config(KEY));
     let req = request(KEY, GOOD);
-    l.handle_input(at(1), LauncherInput::Received(&refs(&req)))
-        .unwrap();
+    l.receive(at(1), &req);
     assert_eq!(l.state(), LauncherState::Connected);
     let d = drain_launcher(&mut l);
     let reply = &d.transmits[0];
@@ -389,8 +381,7 @@ fn launcher_drops_forged_unsigned_and_garbage_without_replying() {
         message(KEY, "kernel_info_request", None, b"{}", &[b"k", b""]),
     ];
     for input in &inputs {
-        l.handle_input(at(1), LauncherInput::Received(&refs(input)))
-            .unwrap();
+        l.receive(at(1), input);
     }
     let d = drain_launcher(&mut l);
     assert!(d.transmits.is_empty());
@@ -411,8 +402,7 @@ fn a_well_signed_invalid_request_is_refused_and_the_launcher_keeps_waiting() {
     let strings =
         br#"{"control_port":"1","shell_port":1,"stdin_port":2,"iopub_port":3,"hb_port":4}"#;
     for bad in [&zero[..], &strings[..]] {
-        l.handle_input(at(1), LauncherInput::Received(&refs(&request(KEY, bad))))
-            .unwrap();
+        l.receive(at(1), &request(KEY, bad));
         let d = drain_launcher(&mut l);
         assert!(matches!(d.events[..], [LauncherEvent::Refused(_)]));
         let signer = Signer::new(SignatureScheme::HmacSha256, &Key::new(KEY));
@@ -425,8 +415,7 @@ fn a_well_signed_invalid_request_is_refused_and_the_launcher_keeps_waiting() {
         assert!(reply.error.unwrap().contains("_port"));
     }
     assert_eq!(l.state(), LauncherState::Bound);
-    l.handle_input(at(2), LauncherInput::Received(&refs(&request(KEY, GOOD))))
-        .unwrap();
+    l.receive(at(2), &request(KEY, GOOD));
     assert_eq!(l.state(), LauncherState::Connected);
 }
 
@@ -470,12 +459,26 @@ fn stock_ipykernel_registers_by_rewriting_the_file() {
 #[test]
 fn launcher_fails_when_the_kernel_exits_or_at_its_deadline() {
     let (mut l, _) = bound_launcher(launcher_config(KEY));
+    drain_launcher(&mut l);
     l.handle_input(at(5), LauncherInput::KernelExited(ExitStatus::Code(3)))
         .unwrap();
+    // The exit takes effect once the other facts of its instant are in: the driver is asked
+    // to wake up a microsecond later, not at the registration deadline.
+    let d = drain_launcher(&mut l);
+    let Some(Next::Deadline(deadline)) = d.next else {
+        panic!("{:?}", d.next)
+    };
+    assert_eq!(deadline.at, at(5) + Duration::from_micros(1));
+    assert_eq!(
+        deadline.waiting_for,
+        Waiting::ExitSettling(ExitStatus::Code(3))
+    );
+    l.handle_input(deadline.at, LauncherInput::Timeout).unwrap();
     assert_eq!(
         l.failure(),
         Some(&Failure::KernelExited(ExitStatus::Code(3)))
     );
+    assert_eq!(drain_launcher(&mut l).next, Some(Next::Done));
 
     let (mut l, _) = bound_launcher(launcher_config(KEY));
     l.handle_input(at(29_999), LauncherInput::Timeout).unwrap();
@@ -491,32 +494,12 @@ fn launcher_fails_when_the_kernel_exits_or_at_its_deadline() {
 }
 
 #[test]
-fn classic_launch_is_connected_at_once() {
-    let mut l = LauncherHandshake::classic(launcher_config(KEY), PORTS);
-    assert_eq!(l.state(), LauncherState::Connected);
-    let d = drain_launcher(&mut l);
-    let [LauncherAction::WriteConnectionFile(file)] = &d.actions[..] else {
-        panic!("{:?}", d.actions)
-    };
-    assert_eq!(file.ports, PORTS);
-    assert!(d.events.iter().any(|e| matches!(
-        e,
-        LauncherEvent::Registered {
-            evidence: Evidence::Classic,
-            ..
-        }
-    )));
-}
-
-#[test]
 fn after_connecting_the_launcher_ignores_duplicates() {
     let (mut l, _) = bound_launcher(launcher_config(KEY));
     let req = request(KEY, GOOD);
-    l.handle_input(at(1), LauncherInput::Received(&refs(&req)))
-        .unwrap();
+    l.receive(at(1), &req);
     drain_launcher(&mut l);
-    l.handle_input(at(2), LauncherInput::Received(&refs(&req)))
-        .unwrap();
+    l.receive(at(2), &req);
     let d = drain_launcher(&mut l);
     assert!(d.transmits.is_empty());
     assert!(matches!(
@@ -528,14 +511,72 @@ fn after_connecting_the_launcher_ignores_duplicates() {
 #[test]
 fn events_and_errors_never_carry_the_key() {
     let (mut l, file) = bound_launcher(launcher_config(KEY));
-    l.handle_input(
-        at(1),
-        LauncherInput::Received(&refs(&request("wrong", GOOD))),
-    )
-    .unwrap();
-    l.handle_input(at(2), LauncherInput::Received(&refs(&request(KEY, GOOD))))
-        .unwrap();
+    l.receive(at(1), &request("wrong", GOOD));
+    l.receive(at(2), &request(KEY, GOOD));
     let d = drain_launcher(&mut l);
     let text = format!("{d:?} {l:?} {file:?}");
     assert!(!text.contains(KEY), "{text}");
+}
+
+/// One wake-up of the driver can bring several facts: the kernel rewrote its file *and* exited,
+/// or its request arrived *and* it exited. Fed with the same `now`, in either order, they give
+/// the same outcome: the registration counts (the exit is the supervisor's to see). An exit with
+/// no evidence in its instant fails the launch with the exit status.
+#[test]
+fn facts_of_one_instant_give_one_outcome_in_either_order() {
+    let exited = LauncherInput::KernelExited(ExitStatus::Code(1));
+    let rewrite = |file: &RegistrationFile| file.with_ports(PORTS).to_json_pretty();
+
+    let mut outcomes = Vec::new();
+    for exit_first in [true, false] {
+        // The file rewrite and the exit.
+        let (mut l, file) = bound_launcher(launcher_config(KEY));
+        let bytes = rewrite(&file);
+        let facts = [exited, LauncherInput::FileChanged(&bytes)];
+        let order: Vec<_> = if exit_first {
+            facts.to_vec()
+        } else {
+            facts.iter().rev().copied().collect()
+        };
+        for fact in order {
+            l.handle_input(at(7), fact).unwrap();
+        }
+        l.handle_input(at(8), LauncherInput::Timeout).unwrap();
+        outcomes.push((
+            l.state(),
+            l.connection().map(|c| c.ports),
+            l.failure().cloned(),
+        ));
+
+        // The request and the exit.
+        let (mut l, _) = bound_launcher(launcher_config(KEY));
+        let req = request(KEY, GOOD);
+        if exit_first {
+            l.handle_input(at(7), exited).unwrap();
+            l.receive(at(7), &req);
+        } else {
+            l.receive(at(7), &req);
+            l.handle_input(at(7), exited).unwrap();
+        }
+        l.handle_input(at(8), LauncherInput::Timeout).unwrap();
+        outcomes.push((
+            l.state(),
+            l.connection().map(|c| c.ports),
+            l.failure().cloned(),
+        ));
+    }
+    for outcome in &outcomes {
+        assert_eq!(outcome, &(LauncherState::Connected, Some(PORTS), None));
+    }
+
+    // Evidence after the exit's instant is too late.
+    let (mut l, file) = bound_launcher(launcher_config(KEY));
+    l.handle_input(at(7), exited).unwrap();
+    let bytes = rewrite(&file);
+    l.handle_input(at(8), LauncherInput::FileChanged(&bytes))
+        .unwrap();
+    assert_eq!(
+        l.failure(),
+        Some(&Failure::KernelExited(ExitStatus::Code(1)))
+    );
 }

@@ -301,9 +301,9 @@ fn dialect() -> impl Strategy<Value = Dialect> {
 }
 
 fn config(dialect: Dialect) -> LauncherConfig {
-    LauncherConfig {
-        dialect,
-        ..launcher_config(KEY)
+    match dialect {
+        Dialect::Posit => launcher_config(KEY),
+        Dialect::Upstream => upstream_config(KEY, "kernel"),
     }
 }
 
@@ -394,16 +394,16 @@ proptest! {
         let now = pair.now + Duration::from_secs(100);
         for frames in &later {
             let frames = refs(frames);
-            k.handle_input(now, KernelInput::Received(&frames)).unwrap();
+            k.receive(now, &frames);
             k.handle_input(now, KernelInput::Timeout).unwrap();
             k.handle_input(now, KernelInput::Abort).unwrap();
-            pair.launcher.handle_input(now, LauncherInput::Received(&frames)).unwrap();
+            pair.launcher.receive(now, &frames);
             pair.launcher.handle_input(now, LauncherInput::KernelExited(ExitStatus::Signal(9))).unwrap();
             pair.launcher.handle_input(now, LauncherInput::Abort).unwrap();
         }
         prop_assert_eq!(k.state(), ks);
         prop_assert_eq!(pair.launcher.state(), ls);
-        prop_assert_eq!(k.poll_timeout(), None);
+        prop_assert_eq!(k.deadline().map(|d| d.at), None);
         prop_assert!(drain_launcher(&mut pair.launcher).transmits.is_empty());
     }
 }

@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use jupyter_handshake::registrar::*;
 use jupyter_handshake::*;
 use proptest::prelude::*;
 
@@ -34,10 +33,7 @@ fn ports(i: usize) -> KernelPorts {
 
 /// A bound registrar.
 fn registrar() -> Registrar {
-    let mut r = Registrar::new(RegistrarConfig {
-        session_id: "registrar".into(),
-        ..RegistrarConfig::default()
-    });
+    let mut r = Registrar::new(RegistrarConfig::default());
     let d = drain_registrar(&mut r);
     assert!(matches!(
         d.actions[..],
@@ -86,7 +82,7 @@ fn kernel(
     let mut k = KernelHandshake::new(
         KernelFile::Registration(file.clone()),
         KernelConfig {
-            session_id: format!("kernel-{}", String::from_utf8_lossy(identity)),
+            session_id: Some(format!("kernel-{}", String::from_utf8_lossy(identity))),
             ..KernelConfig::default()
         },
     );
@@ -129,8 +125,7 @@ fn deliver_reply(kernels: &mut [(Vec<u8>, KernelHandshake)], reply: &[Vec<u8>], 
         .iter_mut()
         .find(|(id, _)| id == identity)
         .expect("a reply routed to a known identity");
-    k.handle_input(now, KernelInput::Received(&refs(rest)))
-        .unwrap();
+    k.receive(now, rest);
     drain_kernel(k);
 }
 
@@ -146,8 +141,7 @@ fn requests_are_attributed_by_key_and_replies_routed_by_identity() {
     let mut kernels = vec![(b"peer-a".to_vec(), ka), (b"peer-b".to_vec(), kb)];
 
     // b's request first: only b is affected.
-    r.handle_input(at(2), RegistrarInput::Received(&refs(&req_b)))
-        .unwrap();
+    r.receive(at(2), &req_b);
     let d = drain_registrar(&mut r);
     assert_eq!(d.transmits.len(), 1);
     assert_eq!(d.transmits[0][0], b"peer-b");
@@ -163,8 +157,7 @@ fn requests_are_attributed_by_key_and_replies_routed_by_identity() {
     assert_eq!(r.launch_state(a), Some(LauncherState::Bound));
     deliver_reply(&mut kernels, &d.transmits[0], at(2));
 
-    r.handle_input(at(3), RegistrarInput::Received(&refs(&req_a)))
-        .unwrap();
+    r.receive(at(3), &req_a);
     let d = drain_registrar(&mut r);
     assert_eq!(d.transmits[0][0], b"peer-a");
     deliver_reply(&mut kernels, &d.transmits[0], at(3));
@@ -198,8 +191,7 @@ fn garbage_forgeries_and_strangers_reach_no_launch() {
         vec![b"x".to_vec(), b"<IDS|MSG>".to_vec(), b"not-hex".to_vec()],
         forged,
     ] {
-        r.handle_input(at(1), RegistrarInput::Received(&refs(&frames)))
-            .unwrap();
+        r.receive(at(1), &frames);
         let d = drain_registrar(&mut r);
         assert_eq!(rejected(&d), 1, "one registrar-level rejection");
         assert!(launch_events(&d).is_empty(), "no launch heard of it");
@@ -208,8 +200,7 @@ fn garbage_forgeries_and_strangers_reach_no_launch() {
     assert_eq!(r.pending(), 2);
     // The real kernel still gets through.
     let (_, req_a) = kernel(&file_a, ports(0), b"peer-a");
-    r.handle_input(at(2), RegistrarInput::Received(&refs(&req_a)))
-        .unwrap();
+    r.receive(at(2), &req_a);
     drain_registrar(&mut r);
     assert_eq!(r.launch_state(a), Some(LauncherState::Connected));
 }
@@ -228,6 +219,10 @@ fn one_launch_timing_out_or_dying_leaves_the_others_waiting() {
         },
     )
     .unwrap();
+    // The exit takes effect at the end of its instant, a microsecond later.
+    let settled = drain_registrar(&mut r).timeout.unwrap();
+    assert_eq!(settled, at(10_001) + Duration::from_micros(1));
+    r.handle_input(settled, RegistrarInput::Timeout).unwrap();
     let d = drain_registrar(&mut r);
     assert!(launch_events(&d).iter().all(|(id, _)| *id == c));
     assert_eq!(
@@ -244,8 +239,7 @@ fn one_launch_timing_out_or_dying_leaves_the_others_waiting() {
     assert_eq!(r.launch_state(b), Some(LauncherState::Bound));
     assert_eq!(d.timeout, Some(at(40_000)));
     let (_, req_b) = kernel(&file_b, ports(1), b"peer-b");
-    r.handle_input(at(39_999), RegistrarInput::Received(&refs(&req_b)))
-        .unwrap();
+    r.receive(at(39_999), &req_b);
     drain_registrar(&mut r);
     assert_eq!(r.launch_state(b), Some(LauncherState::Connected));
 }
@@ -256,8 +250,7 @@ fn a_passed_deadline_is_acted_on_before_the_input_that_arrives_with_it() {
     let (a, file_a) = launch(&mut r, at(0), 0);
     let (_, req_a) = kernel(&file_a, ports(0), b"peer-a");
     drain_registrar(&mut r);
-    r.handle_input(at(30_000), RegistrarInput::Received(&refs(&req_a)))
-        .unwrap();
+    r.receive(at(30_000), &req_a);
     let d = drain_registrar(&mut r);
     assert_eq!(r.launch_state(a), Some(LauncherState::Failed));
     assert!(d.transmits.is_empty());
@@ -276,8 +269,7 @@ fn a_restart_supersedes_the_connection_only_when_the_new_kernel_registers_and_re
     let mut r = registrar();
     let (a, file) = launch(&mut r, at(0), 0);
     let (_, first) = kernel(&file, ports(0), b"run-1");
-    r.handle_input(at(1), RegistrarInput::Received(&refs(&first)))
-        .unwrap();
+    r.receive(at(1), &first);
     drain_registrar(&mut r);
     assert_eq!(r.connection(a).unwrap().ports, ports(0));
     assert_eq!(
@@ -307,8 +299,7 @@ fn a_restart_supersedes_the_connection_only_when_the_new_kernel_registers_and_re
     assert_eq!(r.rearm(at(3), a), Err(RegistrarError::StillPending(a)));
 
     // A recording of the first run's request verifies, but is a replay.
-    r.handle_input(at(4), RegistrarInput::Received(&refs(&first)))
-        .unwrap();
+    r.receive(at(4), &first);
     let d = drain_registrar(&mut r);
     assert_eq!(
         launch_events(&d),
@@ -318,8 +309,7 @@ fn a_restart_supersedes_the_connection_only_when_the_new_kernel_registers_and_re
     assert_eq!(r.launch_state(a), Some(LauncherState::Bound));
 
     let (_, second) = kernel(again, ports(3), b"run-2");
-    r.handle_input(at(5), RegistrarInput::Received(&refs(&second)))
-        .unwrap();
+    r.receive(at(5), &second);
     drain_registrar(&mut r);
     assert_eq!(r.launch_state(a), Some(LauncherState::Connected));
     assert_eq!(r.connection(a).unwrap().ports, ports(3));
@@ -495,10 +485,14 @@ proptest! {
             now_ms += 1;
             match queues[i].pop_front().unwrap() {
                 Some(frames) => {
-                    r.handle_input(now, RegistrarInput::Received(&refs(&frames))).unwrap();
+                    r.receive(now, &frames);
                 }
                 None => {
                     r.handle_input(now, RegistrarInput::KernelExited { launch: ids[i], status: ExitStatus::Code(9) }).unwrap();
+                    // The driver wakes at the deadline it is given: the end of the exit's instant.
+                    let settled = r.deadline().unwrap();
+                    prop_assert_eq!(settled.at, now + Duration::from_micros(1));
+                    r.handle_input(settled.at, RegistrarInput::Timeout).unwrap();
                 }
             }
             let d = drain_registrar(&mut r);

@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use jupyter_handshake::message::{self, HandshakeReply, ReplyStatus};
-use jupyter_handshake::registrar::*;
 use jupyter_handshake::wire::{self, DecodeError, Limits};
 use jupyter_handshake::*;
 use serde_json::Value;
@@ -67,12 +66,9 @@ fn upstream_file(c: &Capture) -> RegistrationFile {
 }
 
 fn upstream_launcher(c: &Capture) -> LauncherHandshake {
-    let (l, file) = bound_launcher(LauncherConfig {
-        dialect: Dialect::Upstream,
-        kernel_id: c.kernel_id.clone(),
-        key: c.key.clone(),
-        ..launcher_config(KEY)
-    });
+    let mut config = LauncherConfig::upstream(c.key.clone(), c.kernel_id.clone()).unwrap();
+    config.session_id = Some("launcher-session".into());
+    let (l, file) = bound_launcher(config);
     assert_eq!(file.dialect(), Dialect::Upstream);
     assert_eq!(file.kernel_id(), Some(c.kernel_id.as_str()));
     l
@@ -129,8 +125,7 @@ fn golden_our_kernel_sends_exactly_the_frames_xeus_sends_and_accepts_its_ack() {
     let d = drain_kernel(&mut k);
     assert_eq!(d.transmits, std::slice::from_ref(&c.request));
     assert_eq!(k.state(), KernelState::AwaitingReply);
-    k.handle_input(at(2), KernelInput::Received(&refs(&c.ack)))
-        .unwrap();
+    k.receive(at(2), &c.ack);
     assert_eq!(k.state(), KernelState::Connected);
     assert_eq!(k.connection().unwrap().ports, c.ports);
 }
@@ -140,8 +135,7 @@ fn golden_our_launcher_accepts_xeus_request_and_answers_exactly_the_ack_xeus_acc
     let c = capture();
     let mut l = upstream_launcher(&c);
     let received = with_identity(b"xeus-peer", &c.request);
-    l.handle_input(at(1), LauncherInput::Received(&refs(&received)))
-        .unwrap();
+    l.receive(at(1), &received);
     let d = drain_launcher(&mut l);
     assert_eq!(d.transmits, [with_identity(b"xeus-peer", &c.ack)]);
     assert_eq!(l.state(), LauncherState::Connected);
@@ -172,8 +166,7 @@ fn the_kernel_drops_forged_and_malformed_replies_and_keeps_listening_on_its_deal
     let garbage = vec![b"<IDS|MSG>".to_vec()];
     let posit_shaped = message(KEY, "handshake_reply", None, br#"{"status":"ok"}"#, &[]);
     for frames in [forged, garbage, posit_shaped] {
-        k.handle_input(at(1), KernelInput::Received(&refs(&frames)))
-            .unwrap();
+        k.receive(at(1), &frames);
         let d = drain_kernel(&mut k);
         assert!(
             matches!(d.events[..], [KernelEvent::Rejected(_)]),
@@ -184,8 +177,7 @@ fn the_kernel_drops_forged_and_malformed_replies_and_keeps_listening_on_its_deal
     }
     // A launcher that answers `{"status":"ok"}` instead of ACK is understood too.
     let ok = wire::join_content_only(&none, &signer(&c.key), &HandshakeReply::OK.to_json());
-    k.handle_input(at(2), KernelInput::Received(&refs(&ok)))
-        .unwrap();
+    k.receive(at(2), &ok);
     assert_eq!(k.state(), KernelState::Connected);
 }
 
@@ -207,8 +199,7 @@ fn a_signed_json_error_is_a_refusal_with_its_reason() {
     };
     let none: [&[u8]; 0] = [];
     let frames = wire::join_content_only(&none, &signer(&c.key), &refusal.to_json());
-    k.handle_input(at(1), KernelInput::Received(&refs(&frames)))
-        .unwrap();
+    k.receive(at(1), &frames);
     assert_eq!(
         k.failure(),
         Some(&Failure::Refused {
@@ -234,13 +225,12 @@ fn the_launcher_refuses_well_signed_bad_requests_and_keeps_waiting() {
         (other_kernel, Rejection::WrongKernel),
         (
             zero_ports,
-            Rejection::Malformed(message::MessageError::Ports(connection::PortsError::Zero {
+            Rejection::Malformed(message::MessageError::Ports(PortsError::Zero {
                 field: "control_port",
             })),
         ),
     ] {
-        l.handle_input(at(1), LauncherInput::Received(&refs(&signed(&content))))
-            .unwrap();
+        l.receive(at(1), &signed(&content));
         let d = drain_launcher(&mut l);
         assert_eq!(d.events, [LauncherEvent::Refused(why)]);
         // The refusal is signed over its content and goes back through the identity.
@@ -279,8 +269,7 @@ fn the_launcher_refuses_well_signed_bad_requests_and_keeps_waiting() {
         &[b"peer"],
     );
     for frames in [forged, unsigned, posit] {
-        l.handle_input(at(2), LauncherInput::Received(&refs(&frames)))
-            .unwrap();
+        l.receive(at(2), &frames);
         let d = drain_launcher(&mut l);
         assert!(d.transmits.is_empty());
         assert!(
@@ -294,11 +283,7 @@ fn the_launcher_refuses_well_signed_bad_requests_and_keeps_waiting() {
         r#"{{"kernel_id":"{}","control_port":1,"shell_port":2,"stdin_port":3,"iopub_port":4,"hb_port":5}}"#,
         c.kernel_id
     );
-    l.handle_input(
-        at(3),
-        LauncherInput::Received(&refs(&signed(integers.as_bytes()))),
-    )
-    .unwrap();
+    l.receive(at(3), &signed(integers.as_bytes()));
     drain_launcher(&mut l);
     assert_eq!(l.state(), LauncherState::Connected);
     assert_eq!(l.connection().unwrap().ports.hb, 5);
@@ -352,7 +337,7 @@ fn upstream_files_are_written_as_xeus_reads_them_and_read_in_every_form() {
     let kind = KernelFile::from_json(&serde_json::to_vec(&map).unwrap())
         .unwrap()
         .kind();
-    assert_eq!(kind, connection::FileKind::Connection);
+    assert_eq!(kind, FileKind::Connection);
     // Too few or too many frames after the delimiter.
     let one = [b"<IDS|MSG>".to_vec(), b"sig".to_vec()];
     assert_eq!(
@@ -408,18 +393,13 @@ fn both_dialects_share_one_registrar() {
     for i in [1, 0] {
         let (k, request, _) = &mut kernels[i];
         let identity = format!("peer-{i}").into_bytes();
-        r.handle_input(
-            at(2),
-            RegistrarInput::Received(&refs(&with_identity(&identity, request))),
-        )
-        .unwrap();
+        r.receive(at(2), &with_identity(&identity, request));
         let d = drain(|| r.poll_output());
         let [reply] = &d.transmits[..] else {
             panic!("one reply, got {:?}", d.events)
         };
         assert_eq!(reply[0], identity);
-        k.handle_input(at(3), KernelInput::Received(&refs(&reply[1..])))
-            .unwrap();
+        k.receive(at(3), &reply[1..]);
         assert_eq!(k.state(), KernelState::Connected);
     }
     assert_eq!(r.connection(posit).unwrap().ports, kernels[0].2);
@@ -430,11 +410,7 @@ fn both_dialects_share_one_registrar() {
 
 /// An upstream launcher in `Bound` with our test key, and its file.
 fn test_upstream_launcher() -> (LauncherHandshake, RegistrationFile) {
-    bound_launcher(LauncherConfig {
-        dialect: Dialect::Upstream,
-        kernel_id: "kernel-7".into(),
-        ..launcher_config(KEY)
-    })
+    bound_launcher(upstream_config(KEY, "kernel-7"))
 }
 
 fn signed_upstream(content: &[u8]) -> Vec<Vec<u8>> {
@@ -474,8 +450,7 @@ fn an_upstream_kernel_waits_for_iopub_after_the_ack_unless_it_saw_it_already() {
         ..KernelConfig::default()
     };
     let (mut k, _) = awaiting_kernel(file.clone(), config.clone(), at(0));
-    k.handle_input(at(1), KernelInput::Received(&refs(&ack(KEY))))
-        .unwrap();
+    k.receive(at(1), &ack(KEY));
     assert_eq!(k.state(), KernelState::Registered);
     assert_eq!(drain_kernel(&mut k).timeout, Some(at(10_001)));
     k.handle_input(at(2), KernelInput::IopubSubscribed).unwrap();
@@ -483,8 +458,7 @@ fn an_upstream_kernel_waits_for_iopub_after_the_ack_unless_it_saw_it_already() {
 
     let (mut k, _) = awaiting_kernel(file, config, at(0));
     k.handle_input(at(1), KernelInput::IopubSubscribed).unwrap();
-    k.handle_input(at(2), KernelInput::Received(&refs(&ack(KEY))))
-        .unwrap();
+    k.receive(at(2), &ack(KEY));
     assert_eq!(k.state(), KernelState::Connected);
 }
 
@@ -494,8 +468,7 @@ fn an_upstream_kernel_without_an_ack_fails_at_the_deadline_and_ignores_a_late_on
     let (mut k, _) = awaiting_kernel(file, KernelConfig::default(), at(0));
     assert_eq!(drain_kernel(&mut k).timeout, Some(at(10_000)));
     // The ACK arrives exactly at the deadline: time is looked at first.
-    k.handle_input(at(10_000), KernelInput::Received(&refs(&ack(KEY))))
-        .unwrap();
+    k.receive(at(10_000), &ack(KEY));
     assert_eq!(
         k.failure(),
         Some(&Failure::Timeout {
@@ -504,8 +477,7 @@ fn an_upstream_kernel_without_an_ack_fails_at_the_deadline_and_ignores_a_late_on
         })
     );
     drain_kernel(&mut k);
-    k.handle_input(at(10_001), KernelInput::Received(&refs(&ack(KEY))))
-        .unwrap();
+    k.receive(at(10_001), &ack(KEY));
     assert_eq!(
         drain_kernel(&mut k).events,
         [KernelEvent::Rejected(Rejection::Finished)]
@@ -519,8 +491,7 @@ fn an_upstream_kernel_drops_a_reply_before_its_request() {
     drain_kernel(&mut k);
     k.handle_input(at(0), KernelInput::Bound(PORTS)).unwrap();
     drain_kernel(&mut k);
-    k.handle_input(at(1), KernelInput::Received(&refs(&ack(KEY))))
-        .unwrap();
+    k.receive(at(1), &ack(KEY));
     assert_eq!(
         drain_kernel(&mut k).events,
         [KernelEvent::Rejected(Rejection::Unsolicited)]
@@ -532,8 +503,7 @@ fn an_upstream_kernel_drops_a_reply_before_its_request() {
 fn a_posit_kernel_drops_an_upstream_ack_and_still_takes_its_reply() {
     let (_, posit_file) = bound_launcher(launcher_config(KEY));
     let (mut k, request) = awaiting_kernel(posit_file, KernelConfig::default(), at(0));
-    k.handle_input(at(1), KernelInput::Received(&refs(&ack(KEY))))
-        .unwrap();
+    k.receive(at(1), &ack(KEY));
     assert!(matches!(
         drain_kernel(&mut k).events[..],
         [KernelEvent::Rejected(_)]
@@ -548,8 +518,7 @@ fn a_posit_kernel_drops_an_upstream_ack_and_still_takes_its_reply() {
         br#"{"status":"ok"}"#,
         &[],
     );
-    k.handle_input(at(2), KernelInput::Received(&refs(&reply)))
-        .unwrap();
+    k.receive(at(2), &reply);
     assert_eq!(k.state(), KernelState::Connected);
 }
 
@@ -574,9 +543,7 @@ fn the_upstream_launcher_refuses_duplicate_ports_and_signed_non_requests() {
         (&duplicate, |r| {
             matches!(
                 r,
-                Rejection::Malformed(message::MessageError::Ports(
-                    connection::PortsError::Duplicate { .. }
-                ))
+                Rejection::Malformed(message::MessageError::Ports(PortsError::Duplicate { .. }))
             )
         }),
         (b"ACK", |r| matches!(r, Rejection::Malformed(_))),
@@ -586,11 +553,7 @@ fn the_upstream_launcher_refuses_duplicate_ports_and_signed_non_requests() {
         }),
     ];
     for (content, expected) in cases {
-        l.handle_input(
-            at(1),
-            LauncherInput::Received(&refs(&signed_upstream(content))),
-        )
-        .unwrap();
+        l.receive(at(1), &signed_upstream(content));
         let d = drain_launcher(&mut l);
         let [LauncherEvent::Refused(why)] = &d.events[..] else {
             panic!("{:?}", d.events)
@@ -616,8 +579,7 @@ fn the_upstream_launcher_refuses_duplicate_ports_and_signed_non_requests() {
 fn the_upstream_launcher_registers_once_and_drops_duplicates_without_a_reply() {
     let (mut l, file) = test_upstream_launcher();
     let request = signed_upstream(&message::upstream_request_content("kernel-7", &PORTS));
-    l.handle_input(at(1), LauncherInput::Received(&refs(&request)))
-        .unwrap();
+    l.receive(at(1), &request);
     let d = drain_launcher(&mut l);
     assert_eq!(d.transmits.len(), 1);
     assert_eq!(
@@ -628,8 +590,7 @@ fn the_upstream_launcher_registers_once_and_drops_duplicates_without_a_reply() {
         })
     );
     assert_eq!(d.timeout, None);
-    l.handle_input(at(2), LauncherInput::Received(&refs(&request)))
-        .unwrap();
+    l.receive(at(2), &request);
     let d = drain_launcher(&mut l);
     assert!(d.transmits.is_empty());
     assert_eq!(d.events, [LauncherEvent::Rejected(Rejection::Finished)]);
@@ -639,8 +600,7 @@ fn the_upstream_launcher_registers_once_and_drops_duplicates_without_a_reply() {
 fn a_posit_launcher_drops_an_upstream_request_without_a_reply() {
     let (mut l, _) = bound_launcher(launcher_config(KEY));
     let request = signed_upstream(&message::upstream_request_content("kernel", &PORTS));
-    l.handle_input(at(1), LauncherInput::Received(&refs(&request)))
-        .unwrap();
+    l.receive(at(1), &request);
     let d = drain_launcher(&mut l);
     assert!(d.transmits.is_empty());
     assert!(
@@ -674,6 +634,12 @@ fn the_upstream_launcher_fails_only_by_deadline_exit_or_abort() {
             at(5)
         };
         l.handle_input(now, input).unwrap();
+        // An exit takes effect at the end of its instant (the deadline it arms).
+        l.handle_input(
+            now + std::time::Duration::from_micros(1),
+            LauncherInput::Timeout,
+        )
+        .unwrap();
         assert_eq!(l.failure(), Some(&failure));
     }
 }

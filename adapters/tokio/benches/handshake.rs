@@ -20,10 +20,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn main() {}
 
 #[cfg(unix)]
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+#[cfg(unix)]
 mod bench {
     use std::time::{Duration, Instant as StdInstant};
 
-    use jupyter_handshake::registrar::RegistrarEvent;
+    use jupyter_handshake::RegistrarEvent;
     use jupyter_handshake::{
         KernelEvent, KernelFile, KernelState, LauncherAction, LauncherConfig, LauncherEvent,
         LauncherHandshake, LauncherInput, Output,
@@ -54,7 +58,7 @@ mod bench {
             }
         }
         compare("loopback", &mut t, &mut z, None);
-        let argv = jupyter_handshake_tests::our_kernel_argv();
+        let argv = super::common::our_kernel_argv();
         let dir = std::env::temp_dir().join(format!("jh-tokio-bench-{}", std::process::id()));
         for (n, repeats) in [(1usize, 30usize), (10, 5)] {
             let (mut t, mut z, mut tw, mut zw) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -117,11 +121,7 @@ mod bench {
 
     /// A launcher machine whose registration socket is bound on `port` already, and its file.
     fn launcher_machine(clock: &Clock, port: u16) -> Res<(LauncherHandshake, KernelFile)> {
-        let mut launcher = LauncherHandshake::new(LauncherConfig {
-            key: files::random_key(),
-            session_id: files::new_session_id(),
-            ..LauncherConfig::default()
-        });
+        let mut launcher = LauncherHandshake::new(LauncherConfig::new(files::random_key())?);
         let mut file = None;
         loop {
             match launcher.poll_output() {
@@ -144,7 +144,7 @@ mod bench {
         frames: &[&[u8]],
         out: &mut Vec<Vec<Vec<u8>>>,
     ) -> Res<bool> {
-        launcher.handle_input(clock.now(), LauncherInput::Received(frames))?;
+        launcher.receive(clock.now(), frames);
         let mut registered = false;
         loop {
             match launcher.poll_output() {

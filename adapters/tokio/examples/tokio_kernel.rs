@@ -13,9 +13,10 @@
 use std::error::Error;
 use std::path::PathBuf;
 
+use jupyter_handshake::Signer;
 use jupyter_handshake::message::Header;
+use jupyter_handshake::message::Session;
 use jupyter_handshake::wire::{self, Limits};
-use jupyter_handshake::{Session, Signer};
 use jupyter_handshake_tokio::zeromq::{self, SocketSend, ZmqMessage};
 use jupyter_handshake_tokio::{
     Clock, Iopub, KernelOptions, KernelSockets, frames, message, recv, start_kernel,

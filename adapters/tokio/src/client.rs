@@ -10,8 +10,9 @@
 use std::time::Duration;
 
 use jupyter_handshake::message::Header;
+use jupyter_handshake::message::Session;
 use jupyter_handshake::wire::{self, Limits};
-use jupyter_handshake::{ConnectionFile, Session, Signer};
+use jupyter_handshake::{ConnectionFile, Signer};
 use serde_json::{Value, json};
 use tokio::time::Instant as TokioInstant;
 use zeromq::{DealerSocket, Socket, SubSocket, ZmqMessage};

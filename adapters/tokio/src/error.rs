@@ -4,9 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use jupyter_handshake::connection::ConnectionFileError;
-use jupyter_handshake::registrar::RegistrarError;
-use jupyter_handshake::{Failure, Rejection, UsageError};
+use jupyter_handshake::{ConnectionFileError, Failure, RegistrarError, Rejection, UsageError};
 
 /// What went wrong in a driver: its own I/O, or the core's verdict ([`Error::Handshake`],
 /// [`Error::Failed`]).

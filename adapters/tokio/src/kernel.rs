@@ -179,7 +179,7 @@ pub async fn start_kernel_with(
     let config = KernelConfig {
         ack_timeout: options.ack_timeout,
         wait_for_iopub: options.wait_for_iopub,
-        session_id: options.session_id.clone(),
+        session_id: Some(options.session_id.clone()),
         username: options.username.clone(),
         ..KernelConfig::default()
     };
@@ -258,8 +258,7 @@ impl Start<'_> {
             match woke {
                 Woke::Reply(Some(message)) => {
                     let now = self.clock.now();
-                    self.machine
-                        .handle_input(now, KernelInput::Received(&frames(&message)))?;
+                    self.machine.receive(now, &frames(&message));
                 }
                 // The socket is done (a REQ after its one reply) or broken: only the deadline
                 // can end the wait now.
@@ -353,7 +352,7 @@ impl Start<'_> {
                         _ => {}
                     }
                 }
-                Output::Timeout(deadline) => return Ok(deadline),
+                Output::Timeout(next) => return Ok(next.at()),
             }
         }
     }

@@ -34,13 +34,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use jupyter_handshake::registrar::{
-    LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarEvent,
-    RegistrarInput,
-};
 use jupyter_handshake::{
     ConnectionFile, Dialect, Evidence, ExitStatus, Failure, Instant, LauncherEvent, Output,
     Rejection, Transport,
+};
+use jupyter_handshake::{
+    LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarEvent,
+    RegistrarInput,
 };
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -244,7 +244,6 @@ impl Launcher {
         let mut registrar = Registrar::new(RegistrarConfig {
             transport: options.transport,
             ip: options.ip.clone(),
-            session_id: session_id.clone(),
             ..RegistrarConfig::default()
         });
         let mut router = None;
@@ -365,9 +364,11 @@ impl Launcher {
     /// success `launched` describes the new process.
     pub async fn restart(&mut self, launched: &mut Launched) -> Result<(), Error> {
         let id = launched.launch;
-        let member = self.members.iter_mut().find(|m| m.id == id).ok_or(
-            jupyter_handshake::registrar::RegistrarError::UnknownLaunch(id),
-        )?;
+        let member = self
+            .members
+            .iter_mut()
+            .find(|m| m.id == id)
+            .ok_or(jupyter_handshake::RegistrarError::UnknownLaunch(id))?;
         let _ = launched.child.kill().await;
         member.awaited = true;
         member.registered = None;
@@ -404,8 +405,8 @@ impl Launcher {
             }
             let sleep = self
                 .registrar
-                .poll_timeout()
-                .map_or(TICK, |d| self.clock.until(d))
+                .deadline()
+                .map_or(TICK, |d| self.clock.until(d.at))
                 .min(TICK);
             let first = tokio::select! {
                 message = self.incoming.recv() => Some(message),
@@ -417,8 +418,7 @@ impl Launcher {
             ))?;
             for _ in 0..MAX_BATCH {
                 let now = self.clock.now();
-                self.registrar
-                    .handle_input(now, RegistrarInput::Received(&frames(&message)))?;
+                self.registrar.receive(now, &frames(&message));
                 self.drain(observer).await?;
                 // Whatever else is queued already, without waiting.
                 match self.incoming.try_recv() {

@@ -10,10 +10,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::{TempDir, python_script, python_str};
 use common::{WAIT, options, round_trip, tokio_kernel, tokio_kernel_argv};
-use jupyter_handshake::registrar::RegistrarEvent;
+use jupyter_handshake::RegistrarEvent;
 use jupyter_handshake::{Dialect, Evidence, ExitStatus, Failure, Waiting};
-use jupyter_handshake_tests::{TempDir, python_script, python_str};
 use jupyter_handshake_tokio::{Client, Error, Launcher};
 
 /// `hostile_then_exec.py` sends a forged, an unsigned and two garbage registrations, then

@@ -6,9 +6,9 @@
 
 mod common;
 
+use common::{TempDir, our_kernel_argv, python_script, python_str, run};
 use common::{WAIT, example, options, round_trip, tokio_kernel, tokio_kernel_argv};
 use jupyter_handshake::{Dialect, Evidence};
-use jupyter_handshake_tests::{TempDir, our_kernel_argv, python_script, python_str, run};
 use jupyter_handshake_tokio::{Launcher, launch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use jupyter_handshake::message::Session;
 use jupyter_handshake::*;
 
 pub const T0: u64 = 1_700_000_000_000_000;
@@ -28,6 +29,7 @@ pub struct Drained<A, E> {
     pub actions: Vec<A>,
     pub events: Vec<E>,
     pub timeout: Option<Instant>,
+    pub next: Option<Next>,
 }
 
 /// Pulls outputs until `Timeout`, sorting them by kind.
@@ -37,6 +39,7 @@ pub fn drain<A, E>(mut poll: impl FnMut() -> Output<A, E>) -> Drained<A, E> {
         actions: vec![],
         events: vec![],
         timeout: None,
+        next: None,
     };
     loop {
         match poll() {
@@ -44,7 +47,8 @@ pub fn drain<A, E>(mut poll: impl FnMut() -> Output<A, E>) -> Drained<A, E> {
             Output::Action(a) => d.actions.push(a),
             Output::Event(e) => d.events.push(e),
             Output::Timeout(t) => {
-                d.timeout = t;
+                d.timeout = t.at();
+                d.next = Some(t);
                 return d;
             }
         }
@@ -63,12 +67,27 @@ pub fn refs(frames: &[Vec<u8>]) -> Vec<&[u8]> {
     frames.iter().map(Vec::as_slice).collect()
 }
 
+/// A Posit launcher with `key`, or an explicitly unsigned one for `""`.
 pub fn launcher_config(key: &str) -> LauncherConfig {
-    LauncherConfig {
-        key: Key::new(key),
-        session_id: "launcher-session".into(),
-        ..Default::default()
-    }
+    let mut config = if key.is_empty() {
+        LauncherConfig::unsigned()
+    } else {
+        LauncherConfig::new(Key::new(key)).unwrap()
+    };
+    config.session_id = Some("launcher-session".into());
+    config
+}
+
+/// An upstream launcher with `key`, naming the kernel `kernel_id`.
+pub fn upstream_config(key: &str, kernel_id: &str) -> LauncherConfig {
+    let mut config = LauncherConfig::upstream(Key::new(key), kernel_id).unwrap();
+    config.session_id = Some("launcher-session".into());
+    config
+}
+
+/// The instant a machine's deadline passes at, if any.
+pub fn deadline_at(deadline: Option<Deadline>) -> Option<Instant> {
+    deadline.map(|d| d.at)
 }
 
 /// A launcher in `Bound`, and the registration file it handed out.
@@ -283,12 +302,9 @@ impl Pair {
     /// Delivers `frames` to one side at the current time, checking that a rejection changes
     /// nothing.
     fn deliver(&mut self, to_launcher: bool, frames: &[Vec<u8>]) {
-        let frames = refs(frames);
         if to_launcher {
-            let (state, deadline) = (self.launcher.state(), self.launcher.poll_timeout());
-            self.launcher
-                .handle_input(self.now, LauncherInput::Received(&frames))
-                .unwrap();
+            let (state, deadline) = (self.launcher.state(), self.launcher.deadline());
+            self.launcher.receive(self.now, frames);
             let d = drain_launcher(&mut self.launcher);
             if d.events
                 .iter()
@@ -299,7 +315,7 @@ impl Pair {
                     state,
                     "a rejection changed the state"
                 );
-                assert_eq!(self.launcher.poll_timeout(), deadline);
+                assert_eq!(self.launcher.deadline(), deadline);
                 assert!(d.transmits.is_empty());
                 self.checks += 1;
             }
@@ -310,16 +326,15 @@ impl Pair {
                 }
             }
         } else if let Some(k) = self.kernel.as_mut() {
-            let (state, deadline) = (k.state(), k.poll_timeout());
-            k.handle_input(self.now, KernelInput::Received(&frames))
-                .unwrap();
+            let (state, deadline) = (k.state(), k.deadline());
+            k.receive(self.now, frames);
             let d = drain_kernel(k);
             if d.events
                 .iter()
                 .all(|e| matches!(e, KernelEvent::Rejected(_)))
             {
                 assert_eq!(k.state(), state, "a rejection changed the state");
-                assert_eq!(k.poll_timeout(), deadline);
+                assert_eq!(k.deadline(), deadline);
                 self.checks += 1;
             }
             self.kernel_events.extend(d.events);
@@ -332,12 +347,12 @@ impl Pair {
         let mut injections: VecDeque<Injection> = injections.into();
         self.start();
         for _ in 0..10_000 {
-            let kernel_deadline = self.kernel.as_ref().and_then(|k| k.poll_timeout());
+            let kernel_deadline = self.kernel.as_ref().and_then(|k| deadline_at(k.deadline()));
             let next_delivery = self.in_flight.iter().map(|m| m.0).min();
             let next_injection = injections.front().map(|i| at(0) + i.at);
             let Some(next) = [
                 kernel_deadline,
-                self.launcher.poll_timeout(),
+                deadline_at(self.launcher.deadline()),
                 next_delivery,
                 next_injection,
             ]

@@ -3,13 +3,12 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use jupyter_handshake::Dialect;
-use jupyter_handshake_tests::{TempDir, path_string, target_dir, workspace_root};
 use jupyter_handshake_tokio::{ChildStdio, Client, LaunchOptions, Launched};
 
 /// How long any one wait of a test may take (generous: CI has two cores).
@@ -91,4 +90,178 @@ pub async fn round_trip(mut launched: Launched, code: &str) -> serde_json::Value
     assert!(status.success(), "exit status {status}");
     launched.remove_file().expect("remove file");
     info
+}
+
+/// The workspace root (`adapters/tokio/../..`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// Cargo's target directory (`$CARGO_TARGET_DIR`, else `<workspace>/target`).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// A path as a string for a command line.
+pub fn path_string(path: &Path) -> String {
+    path.to_str().expect("UTF-8 path").to_string()
+}
+
+/// `tests/python/{name}`.
+pub fn python_script(name: &str) -> String {
+    let path = workspace_root().join("tests").join("python").join(name);
+    assert!(path.is_file(), "missing helper script {}", path.display());
+    path_string(&path)
+}
+
+/// The `python3` that has the pinned peers (`python3 -m pip install -r
+/// tests/python/requirements.txt`): its `sys.executable`. A missing peer fails the test.
+pub fn python_str() -> String {
+    static PYTHON: OnceLock<String> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let out = Command::new("python3")
+                .args([
+                    "-c",
+                    "import sys, jupyter_client, ipykernel, zmq; print(sys.executable)",
+                ])
+                .output()
+                .expect("python3 runs");
+            assert!(
+                out.status.success(),
+                "python3 lacks the pinned peers (pip install -r tests/python/requirements.txt): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .clone()
+}
+
+/// Our zmq kernel, `[jupyter-handshake, kernel, -f, {connection_file}]` (the tool is built once
+/// per test process).
+pub fn our_kernel_argv() -> Vec<String> {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let tool = BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args([
+                "build",
+                "-p",
+                "jupyter-handshake-cli",
+                "--bin",
+                "jupyter-handshake",
+            ])
+            .status()
+            .expect("cargo runs");
+        assert!(
+            status.success(),
+            "building the jupyter-handshake tool failed"
+        );
+        target_dir().join("debug").join("jupyter-handshake")
+    });
+    vec![
+        path_string(tool),
+        "kernel".into(),
+        "-f".into(),
+        "{connection_file}".into(),
+    ]
+}
+
+/// A private temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh one labelled `label`.
+    pub fn new(label: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "jh-tokio-{label}-{}",
+            jupyter_handshake_tokio::files::new_session_id()
+        ));
+        jupyter_handshake_tokio::files::create_private_dir(&dir).expect("temp dir");
+        Self(dir)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// A path inside it.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A finished process: status and output.
+pub struct Finished {
+    /// Its exit status.
+    pub status: std::process::ExitStatus,
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+}
+
+impl Finished {
+    /// Status and output, for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+
+    /// Fails the test unless it exited 0.
+    pub fn assert_success(&self) {
+        assert!(self.status.success(), "{}", self.describe());
+    }
+
+    /// The last line of stdout as JSON.
+    pub fn json_line(&self) -> serde_json::Value {
+        let line = self.stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.describe()))
+    }
+}
+
+/// Runs `command` to its end (stdin closed), killed after two minutes.
+pub fn run(mut command: Command) -> Finished {
+    command.stdin(std::process::Stdio::null());
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(out) => {
+            let out = out.expect("wait");
+            Finished {
+                status: out.status,
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        }
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("hard timeout: the process ran for more than two minutes");
+        }
+    }
 }

@@ -1,0 +1,324 @@
+//! Files, directories and randomness: what the core leaves to its drivers.
+//!
+//! * [`write_private_atomic`] writes connection and registration files the way a reader can
+//!   trust: owner-only from the first byte, and complete or absent (temporary file, `fsync`,
+//!   rename).
+//! * [`runtime_dir`] is where Jupyter puts connection files (jupyter_core's rule).
+//! * [`random_key`] and [`new_session_id`] come from the operating system's secure random number
+//!   generator (through `getrandom`): the core has no randomness of its own.
+
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use jupyter_handshake::Key;
+
+/// Writes `bytes` to `path` atomically, readable and writable by the owner only.
+///
+/// The bytes go to a new temporary file in the same directory (created with mode `0600` on Unix,
+/// so the content is never readable by others, whatever the umask), are flushed to disk, and the
+/// temporary file is renamed over `path`. A reader therefore sees the old file or the complete new
+/// one, never a partial write. On error the temporary file is removed.
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// let dir = std::env::temp_dir().join(format!("doc-{}", jupyter_handshake_zmq::files::new_session_id()));
+/// jupyter_handshake_zmq::files::create_private_dir(&dir)?;
+/// let path = dir.join("kernel-1.json");
+/// jupyter_handshake_zmq::files::write_private_atomic(&path, b"{}")?;
+/// assert_eq!(std::fs::read(&path)?, b"{}");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path names no file (it ends in `..` or is a root)",
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", random_hex(8)?));
+    let tmp = dir.join(tmp_name);
+
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| {
+            drop(file);
+            fs::rename(&tmp, path)
+        });
+    if let Err(error) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(error);
+    }
+    // Make the rename itself durable; best effort (not every file system allows it).
+    #[cfg(unix)]
+    if let Ok(dir) = fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Creates `dir` and its missing parents; on Unix the directories it creates get mode `0700`
+/// (as jupyter_client does for the runtime directory). An existing directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// The Jupyter runtime directory, where connection files go: jupyter_core's
+/// `jupyter_runtime_dir()`.
+///
+/// `$JUPYTER_RUNTIME_DIR` if set and not empty, else `{data dir}/runtime`, where the data dir is
+/// `$JUPYTER_DATA_DIR` if set, else `~/Library/Jupyter` on macOS, `%APPDATA%\jupyter` on Windows,
+/// and `$XDG_DATA_HOME/jupyter` (default `~/.local/share/jupyter`) elsewhere.
+///
+/// jupyter_core 5 no longer uses `$XDG_RUNTIME_DIR` ("we no longer use XDG_RUNTIME_DIR after
+/// various problems"), and neither does this function, so both find the same files.
+/// `$JUPYTER_PLATFORM_DIRS` (platformdirs locations) is not supported. Without a home directory
+/// the system temporary directory stands in for it.
+pub fn runtime_dir() -> PathBuf {
+    runtime_dir_with(|name| std::env::var_os(name), std::env::consts::OS)
+}
+
+/// [`runtime_dir`] with the environment and OS name as parameters, so it can be tested.
+fn runtime_dir_with(var: impl Fn(&str) -> Option<OsString>, os: &str) -> PathBuf {
+    let set = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = set("JUPYTER_RUNTIME_DIR") {
+        return dir;
+    }
+    let data = set("JUPYTER_DATA_DIR").unwrap_or_else(|| {
+        let home = || {
+            set(if os == "windows" {
+                "USERPROFILE"
+            } else {
+                "HOME"
+            })
+            .unwrap_or_else(std::env::temp_dir)
+        };
+        match os {
+            "macos" => home().join("Library").join("Jupyter"),
+            "windows" => set("APPDATA")
+                .map(|appdata| appdata.join("jupyter"))
+                .unwrap_or_else(|| {
+                    set("JUPYTER_CONFIG_DIR")
+                        .unwrap_or_else(|| home().join(".jupyter"))
+                        .join("data")
+                }),
+            _ => set("XDG_DATA_HOME")
+                .unwrap_or_else(|| home().join(".local").join("share"))
+                .join("jupyter"),
+        }
+    });
+    data.join("runtime")
+}
+
+/// A fresh connection key: 16 bytes from the OS's secure random number generator as 32
+/// lowercase hex characters, the shape Kallichore writes.
+///
+/// # Panics
+///
+/// If the operating system cannot provide random bytes (`getrandom` failed), which leaves no
+/// safe way to make a key.
+pub fn random_key() -> Key {
+    match random_hex(16) {
+        Ok(hex) => Key::new(hex),
+        Err(error) => panic!("cannot make a connection key: {error}"),
+    }
+}
+
+/// A fresh session id: 16 random bytes formatted as a version-4 UUID
+/// (`xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`), unique per process as the core's
+/// [`Session`](jupyter_handshake::message::Session) requires.
+///
+/// # Panics
+///
+/// If the operating system cannot provide random bytes.
+pub fn new_session_id() -> String {
+    let mut bytes = [0u8; 16];
+    if let Err(error) = getrandom::fill(&mut bytes) {
+        panic!("cannot make a session id: {error}");
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = to_hex(&bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// `n` random bytes as lowercase hex.
+pub(crate) fn random_hex(n: usize) -> io::Result<String> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(to_hex(&bytes))
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+#[cfg_attr(not(any(feature = "blocking", feature = "async")), allow(dead_code))]
+/// The first ipc number `N` ≥ 1, not in `taken`, with no file `{ip}-{N}`.
+pub(crate) fn free_ipc_port(ip: &str, taken: &[u16]) -> Option<u16> {
+    (1..=u16::MAX)
+        .find(|n| !taken.contains(n) && !std::path::Path::new(&format!("{ip}-{n}")).exists())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A fresh private directory under the system temp dir, removed on drop.
+    pub(crate) struct TempDir(pub(crate) PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new() -> Self {
+            let dir = std::env::temp_dir().join(format!("jh-zmq-test-{}", new_session_id()));
+            create_private_dir(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn writes_atomically_and_privately() {
+        let dir = TempDir::new();
+        let path = dir.0.join("kernel-x.json");
+        write_private_atomic(&path, b"first").unwrap();
+        write_private_atomic(&path, b"second, longer").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second, longer");
+        let names: Vec<_> = fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            [OsString::from("kernel-x.json")],
+            "no temp file left"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            let dir_mode = fs::metadata(&dir.0).unwrap().permissions().mode();
+            assert_eq!(dir_mode & 0o077, 0, "private dir");
+        }
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let dir = TempDir::new();
+        // Renaming a file over a non-empty directory fails.
+        let target = dir.0.join("occupied");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("inside"), b"x").unwrap();
+        assert!(write_private_atomic(&target, b"data").is_err());
+        assert_eq!(fs::read_dir(&dir.0).unwrap().count(), 1);
+        assert!(write_private_atomic(Path::new("/"), b"x").is_err());
+    }
+
+    #[test]
+    fn runtime_dir_follows_jupyter_core() {
+        let env = |pairs: &[(&str, &str)]| {
+            let map: HashMap<String, OsString> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), OsString::from(v)))
+                .collect();
+            move |name: &str| map.get(name).cloned()
+        };
+        let linux = |pairs: &[(&str, &str)]| runtime_dir_with(env(pairs), "linux");
+        assert_eq!(
+            linux(&[("JUPYTER_RUNTIME_DIR", "/rt"), ("HOME", "/h")]),
+            PathBuf::from("/rt")
+        );
+        assert_eq!(
+            linux(&[("JUPYTER_RUNTIME_DIR", ""), ("HOME", "/h")]),
+            PathBuf::from("/h/.local/share/jupyter/runtime")
+        );
+        assert_eq!(
+            linux(&[("JUPYTER_DATA_DIR", "/data"), ("HOME", "/h")]),
+            PathBuf::from("/data/runtime")
+        );
+        assert_eq!(
+            linux(&[("XDG_DATA_HOME", "/xdg"), ("HOME", "/h")]),
+            PathBuf::from("/xdg/jupyter/runtime")
+        );
+        // XDG_RUNTIME_DIR is ignored, as in jupyter_core 5.
+        assert_eq!(
+            linux(&[("XDG_RUNTIME_DIR", "/run/user/1"), ("HOME", "/h")]),
+            PathBuf::from("/h/.local/share/jupyter/runtime")
+        );
+        assert_eq!(
+            runtime_dir_with(env(&[("HOME", "/Users/u")]), "macos"),
+            PathBuf::from("/Users/u/Library/Jupyter/runtime")
+        );
+        assert!(
+            runtime_dir().ends_with("runtime") || std::env::var_os("JUPYTER_RUNTIME_DIR").is_some()
+        );
+    }
+
+    #[test]
+    fn keys_and_session_ids_are_random_and_well_formed() {
+        let a = random_key();
+        let b = random_key();
+        assert_ne!(a, b);
+        let text = a.expose_secret();
+        assert_eq!(text.len(), 32);
+        assert!(
+            text.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        );
+
+        let id = new_session_id();
+        assert_ne!(id, new_session_id());
+        let groups: Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(groups[2].starts_with('4'));
+        assert!(matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
+        assert!(id.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()));
+        assert_eq!(id, id.to_lowercase());
+    }
+}

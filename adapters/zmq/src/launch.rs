@@ -1,0 +1,1042 @@
+//! The launcher side: start a kernel and learn its ports without a race.
+//!
+//! What every launcher driver shares: the options, the result, the racy classic launch, the
+//! one [`Launcher`] type, and the one engine that does what the core's [`Registrar`] asks. A
+//! single launch (`blocking::launch`, `asynchronous::launch`) is a launch of one through that
+//! engine, on a registration socket of its own. The blocking and async drivers only differ in
+//! how they wait.
+//!
+//! ## Handshake mode ([`LaunchMode::Handshake`], [`LaunchMode::Upstream`])
+//!
+//! Each step is the core's [`Registrar`] (one
+//! [`LauncherHandshake`](jupyter_handshake::LauncherHandshake) per launch) asking for it:
+//!
+//! 1. `BindRegistration`: a ROUTER is bound on port 0 (the port is read back from libzmq), before
+//!    anything else exists, so no other process can take it.
+//! 2. `WriteRegistrationFile`: the file is written atomically, mode 0600, as
+//!    `{dir}/kernel-{session}-{n}.json`, `{connection_file}` in the kernel's argv is replaced by its
+//!    path, and the kernel is spawned.
+//! 3. The driver then waits on the ROUTER until the core's deadline, waking at least every
+//!    10 ms to check whether the child has exited (reported at once as `KernelExited`, so a
+//!    crashing kernel fails the launch immediately, not at the deadline) and whether the file's
+//!    bytes changed (reported as `FileChanged`, which is how stock ipykernel registers: it
+//!    rewrites the file with the ports it bound). The file is only read when one `stat` says
+//!    its length or modification time changed. Every message is fed to the core as received;
+//!    the core drops forged or garbled ones and answers real requests; its replies are sent.
+//! 4. On `Connected`, the launch returns the kernel's connection information; on `Failed`, the
+//!    child is killed (if still running) and reaped, the file is removed, and the core's reason
+//!    is returned.
+//!
+//! ## Classic mode ([`LaunchMode::Classic`]): racy on purpose
+//!
+//! Five ports are picked by binding port 0 with [`TcpListener`]s and closing them, exactly as
+//! jupyter_client does, then written into a classic connection file. **This is racy**: between
+//! the moment the listeners close and the moment the kernel binds, any process may take one of
+//! those ports, and the kernel then dies with "Address already in use" (or worse, a client talks
+//! to the thief). That race is the reason the handshake exists; classic mode is here for kernels
+//! that cannot register, and to demonstrate the race. Nothing confirms the kernel's ports: the
+//! launch "succeeds" as soon as the kernel is spawned (evidence [`Evidence::Classic`]). Since
+//! nothing is decided, no machine is involved and no event is reported: pick the ports, write
+//! the file, spawn.
+//!
+//! ## Files and cleanup
+//!
+//! The launcher removes nothing a running kernel needs. On success the file stays where it is
+//! ([`Launched::file`]): a handshake kernel may still read it, and stock ipykernel has turned it
+//! into its connection file (and may remove it itself when it exits). Remove it once the kernel
+//! has exited, e.g. with [`Launched::remove_file`]. On failure the child is killed first, then
+//! the file is removed, since it holds the key and nothing will use it.
+//!
+//! The kernel's stdin is `/dev/null`; its stdout and stderr follow [`LaunchOptions::stdout`]
+//! and [`LaunchOptions::stderr`].
+
+use std::ffi::OsString;
+use std::io;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use jupyter_handshake::{
+    ConnectionFile, Dialect, Evidence, ExitStatus, Instant, KernelPorts, LauncherEvent,
+    LauncherState, Output, Rejection, SignatureScheme, Transport, wire::Limits,
+};
+
+use crate::clock::Clock;
+use crate::error::{Error, LaunchError};
+use crate::files::{
+    create_private_dir, free_ipc_port, new_session_id, random_key, runtime_dir,
+    write_private_atomic,
+};
+use crate::kernelspec::LaunchMode;
+use crate::sockets::{Wrap, bind, configure, send, socket};
+use crate::wait::{Engine, Interest, Watch};
+use jupyter_handshake::{
+    LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarError,
+    RegistrarEvent, RegistrarInput,
+};
+
+/// The longest a driver sleeps before checking the child process and the file again.
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+/// Where the kernel's stdout or stderr go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ChildStdio {
+    /// The launcher's own stream (default).
+    #[default]
+    Inherit,
+    /// Nowhere.
+    Null,
+    /// The launcher's stderr (so that the launcher's stdout stays clean, for a JSON report say).
+    Stderr,
+    /// A pipe, readable from [`Launched::child`]. Read it, or the kernel blocks once it is full.
+    Piped,
+}
+
+impl ChildStdio {
+    fn to_stdio(self) -> Stdio {
+        match self {
+            Self::Inherit => Stdio::inherit(),
+            Self::Null => Stdio::null(),
+            Self::Piped => Stdio::piped(),
+            Self::Stderr => stderr_copy().unwrap_or_else(|_| Stdio::inherit()),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn stderr_copy() -> io::Result<Stdio> {
+    use std::os::fd::AsFd;
+    Ok(Stdio::from(io::stderr().as_fd().try_clone_to_owned()?))
+}
+
+#[cfg(windows)]
+fn stderr_copy() -> io::Result<Stdio> {
+    use std::os::windows::io::AsHandle;
+    Ok(Stdio::from(io::stderr().as_handle().try_clone_to_owned()?))
+}
+
+#[cfg(not(any(unix, windows)))]
+fn stderr_copy() -> io::Result<Stdio> {
+    Ok(Stdio::inherit())
+}
+
+/// How a launch (`launch`, blocking or async) behaves.
+#[derive(Clone, Debug)]
+pub struct LaunchOptions {
+    /// Registration file (default) or classic connection file; see
+    /// [`KernelSpec::launch_mode`](crate::KernelSpec::launch_mode) to choose from a kernelspec.
+    pub mode: LaunchMode,
+    /// How long to wait for the kernel to register, from the moment the registration socket is
+    /// bound; includes the kernel's start-up time (default 30 s, as Kallichore).
+    pub timeout: Duration,
+    /// Address written into the file: the kernel binds its channels on it and reaches the
+    /// registration socket at it (default `127.0.0.1`).
+    pub ip: String,
+    /// Transport (default tcp).
+    pub transport: Transport,
+    /// Directory for the file (default [`runtime_dir`]); created, private, if missing.
+    pub dir: Option<PathBuf>,
+    /// `kernel_name` to write into a classic connection file and to set in the returned
+    /// connection information (a registration file is written exactly as the core makes it).
+    pub kernel_name: Option<String>,
+    /// Extra environment variables for the kernel (a kernelspec's `env`, say).
+    pub env: Vec<(OsString, OsString)>,
+    /// Where the kernel's stdout goes (default: inherited).
+    pub stdout: ChildStdio,
+    /// Where the kernel's stderr goes (default: inherited).
+    pub stderr: ChildStdio,
+}
+
+impl Default for LaunchOptions {
+    fn default() -> Self {
+        Self {
+            mode: LaunchMode::Handshake,
+            timeout: Duration::from_secs(30),
+            ip: "127.0.0.1".into(),
+            transport: Transport::Tcp,
+            dir: None,
+            kernel_name: None,
+            env: Vec::new(),
+            stdout: ChildStdio::Inherit,
+            stderr: ChildStdio::Inherit,
+        }
+    }
+}
+
+/// A kernel that registered (or, in classic mode, was started).
+#[derive(Debug)]
+pub struct Launched {
+    /// How to connect to it (its `Debug` hides the key).
+    pub connection: ConnectionFile,
+    /// How the launcher knows its ports: a `handshake_request`, a rewrite of the file, or
+    /// classic (it does not).
+    pub evidence: Evidence,
+    /// The kernel process. Dropping it does not stop the kernel.
+    pub child: Child,
+    /// The registration or connection file handed to the kernel; still on disk.
+    pub file: PathBuf,
+    /// From spawning the kernel to its registration (zero in classic mode).
+    pub registered_after: Duration,
+    /// The launch on a shared registration socket this kernel belongs to (to restart it
+    /// through the same `Launcher`); `None` for a single launch.
+    pub launch_id: Option<LaunchId>,
+}
+
+impl Launched {
+    /// Removes [`file`](Self::file); a file already gone (ipykernel removes its connection
+    /// file on exit) is not an error. Call it once the kernel has exited.
+    pub fn remove_file(&self) -> io::Result<()> {
+        match std::fs::remove_file(&self.file) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// How the child ended, in the core's terms (a signal is only known on Unix).
+pub fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return ExitStatus::Signal(signal);
+        }
+    }
+    status.code().map_or(ExitStatus::Unknown, ExitStatus::Code)
+}
+
+/// `argv` with every `{connection_file}` replaced by `path`, as jupyter_client formats a
+/// kernelspec's argv.
+pub fn substitute_connection_file(argv: &[String], path: &Path) -> Vec<String> {
+    let path = path.to_string_lossy();
+    argv.iter()
+        .map(|arg| arg.replace("{connection_file}", &path))
+        .collect()
+}
+
+/// Five distinct free ports for a classic launch, picked the racy way (see the
+/// [module docs](self)): tcp ports by binding port 0 on `ip` with five listeners at once and
+/// closing them; ipc numbers `N` with no file `{ip}-{N}`.
+pub fn pick_classic_ports(transport: Transport, ip: &str) -> io::Result<KernelPorts> {
+    let ports: Vec<u16> = match transport {
+        Transport::Tcp => {
+            let listeners = (0..5)
+                .map(|_| TcpListener::bind((ip, 0)))
+                .collect::<io::Result<Vec<_>>>()?;
+            listeners
+                .iter()
+                .map(|l| l.local_addr().map(|a| a.port()))
+                .collect::<io::Result<_>>()?
+            // The listeners close here: from now on anyone may take these ports.
+        }
+        Transport::Ipc => {
+            let mut taken = Vec::with_capacity(5);
+            for _ in 0..5 {
+                let n = free_ipc_port(ip, &taken).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::AddrInUse, "no free ipc number left")
+                })?;
+                taken.push(n);
+            }
+            taken
+        }
+    };
+    let [shell, iopub, stdin, control, hb] = ports[..] else {
+        return Err(io::Error::other("expected five ports"));
+    };
+    Ok(KernelPorts {
+        shell,
+        iopub,
+        stdin,
+        control,
+        hb,
+    })
+}
+
+/// A classic launch, which makes no protocol decision and so needs no machine: picks five ports
+/// (racily, see the [module docs](self)), writes the connection file, spawns the kernel. The
+/// launch "succeeds" once the kernel is spawned; nothing confirms its ports.
+pub(crate) fn launch_classic(
+    argv: &[String],
+    options: &LaunchOptions,
+) -> Result<Launched, LaunchError> {
+    if argv.is_empty() {
+        return Err(LaunchError::EmptyCommand);
+    }
+    let dir = file_dir(options)?;
+    let ports = pick_classic_ports(options.transport, &options.ip).map_err(LaunchError::Ports)?;
+    let mut connection = ConnectionFile::new(
+        options.transport,
+        options.ip.clone(),
+        SignatureScheme::default(),
+        random_key(),
+        ports,
+    );
+    connection.kernel_name.clone_from(&options.kernel_name);
+    let mut process = Process::new(&dir, &new_session_id());
+    if let Err(error) = process.write_and_spawn(argv, options, connection.to_json_pretty()) {
+        process.stop();
+        return Err(error);
+    }
+    let child = process
+        .child
+        .take()
+        .ok_or(Error::Internal("spawned without a child"))?;
+    Ok(Launched {
+        connection,
+        evidence: Evidence::Classic,
+        child,
+        file: process.file,
+        // The "registration" (we chose the ports) precedes the spawn.
+        registered_after: Duration::ZERO,
+        launch_id: None,
+    })
+}
+
+/// What a file looked like when last looked at: its `stat` (see [`Stat`]) and its bytes.
+struct Seen {
+    stat: Stat,
+    bytes: Vec<u8>,
+}
+
+/// What one `stat` says about a file, enough to tell it changed: its length, its modification
+/// time and (on Unix) its inode, which an atomic replacement changes even within one tick of a
+/// coarse clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stat {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+/// One kernel process of a launch: its file and its child. What the core says about the launch
+/// (its state, its connection, its failure) is read from the core, not kept here.
+struct Process {
+    file: PathBuf,
+    child: Option<Child>,
+    spawned_at: Option<Instant>,
+    /// The file as last written or seen; `Some` once we have written it.
+    seen: Option<Seen>,
+}
+
+impl Process {
+    /// A process whose file will be `{dir}/kernel-{name}.json`.
+    fn new(dir: &Path, name: &str) -> Self {
+        Self {
+            file: dir.join(format!("kernel-{name}.json")),
+            child: None,
+            spawned_at: None,
+            seen: None,
+        }
+    }
+
+    /// Writes the file, then spawns `argv` with `{connection_file}` replaced by its path.
+    fn write_and_spawn(
+        &mut self,
+        argv: &[String],
+        options: &LaunchOptions,
+        bytes: Vec<u8>,
+    ) -> Result<(), LaunchError> {
+        write_private_atomic(&self.file, &bytes).map_err(|source| Error::WriteFile {
+            path: self.file.clone(),
+            source,
+        })?;
+        let stat = stat(&self.file).unwrap_or(Stat {
+            len: 0,
+            modified: None,
+            inode: 0,
+        });
+        self.seen = Some(Seen { stat, bytes });
+        let argv = substitute_connection_file(argv, &self.file);
+        let (program, args) = argv.split_first().ok_or(LaunchError::EmptyCommand)?;
+        let child = Command::new(program)
+            .args(args)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(options.stdout.to_stdio())
+            .stderr(options.stderr.to_stdio())
+            .spawn()
+            .map_err(|source| LaunchError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The file's bytes, if they differ from the last ones written or seen. The file is read
+    /// only when one `stat` says it changed (length, modification time, inode); a file that
+    /// cannot be read right now (being replaced, removed) is no news. A half-written file is
+    /// news: the core drops it as garbage, and the rest of the write, which changes the length
+    /// again, is read again.
+    fn file_change(&mut self) -> Option<Vec<u8>> {
+        let seen = self.seen.as_mut()?;
+        let stat = stat(&self.file)?;
+        if stat == seen.stat {
+            return None;
+        }
+        let bytes = std::fs::read(&self.file).ok()?;
+        // The stat was taken before the read: a write in between shows as a change again at
+        // the next look, and is read then.
+        seen.stat = stat;
+        if bytes == seen.bytes {
+            return None;
+        }
+        seen.bytes.clone_from(&bytes);
+        Some(bytes)
+    }
+
+    /// How the child ended, if it has.
+    fn exited(&mut self) -> Result<Option<ExitStatus>, LaunchError> {
+        match &mut self.child {
+            Some(child) => Ok(child
+                .try_wait()
+                .map_err(LaunchError::Wait)?
+                .map(exit_status)),
+            None => Ok(None),
+        }
+    }
+
+    /// Kills and reaps the child (if still running) and removes the file (if we wrote it).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        if self.seen.take().is_some() {
+            let _ = std::fs::remove_file(&self.file);
+        }
+    }
+}
+
+/// A file's [`Stat`], from one `stat`; `None` if it cannot be stat'ed now.
+fn stat(path: &Path) -> Option<Stat> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Stat {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        inode,
+    })
+}
+
+/// One launch of a [`Fleet`]: its command, its process, and what only the driver knows.
+struct Member {
+    id: LaunchId,
+    argv: Vec<String>,
+    process: Process,
+    /// When the core reported the registration (the driver's clock), and its evidence.
+    registered: Option<(Instant, Evidence)>,
+    /// The last message or file change dropped while waiting: its reason, for the error.
+    last_rejection: Option<Rejection>,
+    /// Why the command could not be started (that launch fails alone).
+    spawn_error: Option<LaunchError>,
+    /// Whether a caller waits for this launch's outcome now.
+    awaited: bool,
+}
+
+/// The launcher engine: one registration socket, one [`Registrar`], any number of kernels
+/// launched at once and restarted later; a single launch is a launch of one. It does
+/// everything but waiting, and is driven through [`Engine`] (see [`crate::wait`]):
+/// [`start`](Fleet::start) or [`restart`](Fleet::restart), then [`Fleet::driving`] handed to a
+/// driver until it is done, then [`conclude`](Fleet::conclude).
+pub(crate) struct Fleet<S> {
+    clock: Clock,
+    registrar: Registrar,
+    options: LaunchOptions,
+    dir: PathBuf,
+    session_id: String,
+    /// The shared registration socket.
+    router: S,
+    members: Vec<Member>,
+}
+
+impl<S: Wrap> Fleet<S> {
+    /// Binds the shared registration socket. Classic mode cannot share a socket: it is refused.
+    pub(crate) fn new(ctx: &zmq::Context, options: &LaunchOptions) -> Result<Self, LaunchError> {
+        if options.mode.dialect().is_none() {
+            return Err(LaunchError::ClassicCannotShare);
+        }
+        let dir = file_dir(options)?;
+        let clock = Clock::new();
+        let session_id = new_session_id();
+        let mut registrar = Registrar::new(RegistrarConfig {
+            transport: options.transport,
+            ip: options.ip.clone(),
+            ..RegistrarConfig::default()
+        });
+        let mut router = None;
+        loop {
+            match registrar.poll_output() {
+                Output::Action(RegistrarAction::BindRegistration { transport, ip }) => {
+                    let (socket, port) = bind_registration(ctx, transport, &ip)?;
+                    router = Some(S::wrap(socket));
+                    registrar
+                        .handle_input(clock.now(), RegistrarInput::RegistrationBound { port })?;
+                }
+                Output::Timeout(_) => break,
+                _ => {
+                    return Err(
+                        Error::Internal("the registrar asked for more than a socket").into(),
+                    );
+                }
+            }
+        }
+        let router = router.ok_or(Error::Internal("the registrar never asked for its socket"))?;
+        Ok(Self {
+            clock,
+            registrar,
+            options: options.clone(),
+            dir,
+            session_id,
+            router,
+            members: Vec::new(),
+        })
+    }
+
+    /// The shared registration socket's port.
+    pub(crate) fn port(&self) -> Option<u16> {
+        self.registrar.port()
+    }
+
+    /// The dialect of [`LaunchOptions::mode`] (never classic: refused in `new`).
+    fn dialect(&self) -> Dialect {
+        self.options.mode.dialect().unwrap_or_default()
+    }
+
+    /// Each command paired with the dialect of the options (`launch_all` launches them all so).
+    pub(crate) fn same_dialect(&self, argvs: &[Vec<String>]) -> Vec<(Vec<String>, Dialect)> {
+        let dialect = self.dialect();
+        argvs.iter().map(|argv| (argv.clone(), dialect)).collect()
+    }
+
+    /// Starts one launch per command; their files are written and their kernels spawned as the
+    /// registrar asks. Returns their ids, in order (`Err` for a command that could not start:
+    /// empty, or not spawnable, which fails its own launch only). The outer `Err` is the
+    /// driver's own failure (its socket); every kernel started so far is then stopped.
+    pub(crate) fn start(
+        &mut self,
+        launches: &[(Vec<String>, Dialect)],
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<Vec<Result<LaunchId, LaunchError>>, LaunchError> {
+        match self.start_each(launches, observer) {
+            Ok(started) => Ok(started),
+            Err(error) => self.finish(&[], Err(error)).map(|_| Vec::new()),
+        }
+    }
+
+    fn start_each(
+        &mut self,
+        launches: &[(Vec<String>, Dialect)],
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<Vec<Result<LaunchId, LaunchError>>, LaunchError> {
+        let mut ids = Vec::with_capacity(launches.len());
+        for (argv, dialect) in launches {
+            if argv.is_empty() {
+                ids.push(Err(LaunchError::EmptyCommand));
+                continue;
+            }
+            let config = LaunchConfig {
+                registration_timeout: self.options.timeout,
+                dialect: *dialect,
+                kernel_id: new_session_id(),
+                ..LaunchConfig::new(random_key())
+            };
+            let id = self.registrar.launch(self.clock.now(), config)?;
+            let name = format!("{}-{}", self.session_id, id.get());
+            self.members.push(Member {
+                id,
+                argv: argv.clone(),
+                process: Process::new(&self.dir, &name),
+                registered: None,
+                last_rejection: None,
+                spawn_error: None,
+                awaited: true,
+            });
+            self.drain(observer)?;
+            ids.push(Ok(id));
+        }
+        Ok(ids)
+    }
+
+    /// Starts a registered or failed launch over, for a new process of the same kernel: the old
+    /// process is killed if it still runs, the file is written again with the same key, and the
+    /// command is spawned again.
+    pub(crate) fn restart(
+        &mut self,
+        launched: &mut Launched,
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<LaunchId, LaunchError> {
+        let id = launched.launch_id.ok_or(LaunchError::NotShared)?;
+        let member = self
+            .members
+            .iter_mut()
+            .find(|m| m.id == id)
+            .ok_or(RegistrarError::UnknownLaunch(id))?;
+        if matches!(launched.child.try_wait(), Ok(None)) {
+            let _ = launched.child.kill();
+        }
+        let _ = launched.child.wait();
+        member.awaited = true;
+        member.registered = None;
+        member.last_rejection = None;
+        self.registrar.rearm(self.clock.now(), id)?;
+        self.drain(observer)?;
+        Ok(id)
+    }
+
+    /// Forgets launch `id` (its kernel is gone for good): the registrar drops its key, and the
+    /// fleet its record.
+    pub(crate) fn forget(&mut self, id: LaunchId) -> Result<(), LaunchError> {
+        self.registrar.remove(id)?;
+        self.members.retain(|m| m.id != id);
+        Ok(())
+    }
+
+    /// Whether launch `id` is still waiting for its kernel.
+    fn pending(&self, id: LaunchId) -> bool {
+        self.registrar
+            .launch_state(id)
+            .is_some_and(|s| !s.is_terminal())
+    }
+
+    /// The engine for the driver's loop, reporting every event to `observer`.
+    pub(crate) fn driving<'a, O>(&'a mut self, observer: &'a mut O) -> Driving<'a, S, O>
+    where
+        O: FnMut(Instant, &RegistrarEvent) + ?Sized,
+    {
+        Driving {
+            fleet: self,
+            observer,
+        }
+    }
+
+    /// After each wake-up: reports every pending kernel's file change and exit, then the time,
+    /// all at one instant: facts of one wake-up are facts of one instant, whose outcome the
+    /// core defines whatever their order.
+    fn tick(
+        &mut self,
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<(), LaunchError> {
+        let now = self.clock.now();
+        for i in 0..self.members.len() {
+            let id = self.members[i].id;
+            if !self.pending(id) {
+                continue;
+            }
+            if let Some(bytes) = self.members[i].process.file_change() {
+                let input = RegistrarInput::FileChanged {
+                    launch: id,
+                    bytes: &bytes,
+                };
+                self.registrar.handle_input(now, input)?;
+                self.drain(observer)?;
+            }
+            if self.pending(id) {
+                if let Some(status) = self.members[i].process.exited()? {
+                    let input = RegistrarInput::KernelExited { launch: id, status };
+                    self.registrar.handle_input(now, input)?;
+                    self.drain(observer)?;
+                }
+            }
+        }
+        self.registrar.handle_input(now, RegistrarInput::Timeout)?;
+        self.drain(observer)
+    }
+
+    /// Does everything the registrar asks until it is drained.
+    fn drain(
+        &mut self,
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<(), LaunchError> {
+        loop {
+            match self.registrar.poll_output() {
+                Output::Action(RegistrarAction::WriteRegistrationFile { launch, file }) => {
+                    let Some(member) = self.members.iter_mut().find(|m| m.id == launch) else {
+                        return Err(Error::Internal("a file for a launch we did not make").into());
+                    };
+                    // A command that cannot be spawned fails its own launch, not the others.
+                    let bytes = file.to_json_pretty();
+                    match member
+                        .process
+                        .write_and_spawn(&member.argv, &self.options, bytes)
+                    {
+                        Ok(()) => member.process.spawned_at = Some(self.clock.now()),
+                        Err(error) => {
+                            member.spawn_error = Some(error);
+                            let now = self.clock.now();
+                            self.registrar
+                                .handle_input(now, RegistrarInput::Abort { launch })?;
+                        }
+                    }
+                }
+                Output::Action(RegistrarAction::BindRegistration { .. }) => {
+                    return Err(Error::Internal("the registrar asked for a second socket").into());
+                }
+                Output::Transmit(transmit) => {
+                    // A ROUTER never blocks on send (it drops what it cannot route), so a plain
+                    // send is right for the async driver too.
+                    send(self.router.raw(), "registration", transmit.frames)?;
+                }
+                Output::Event(event) => {
+                    let now = self.clock.now();
+                    observer(now, &event);
+                    self.note(&event, now);
+                }
+                Output::Timeout(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Keeps what only the driver knows from an event: when a launch registered, and the last
+    /// reason something was dropped. A message no key verified belongs to no launch, unless
+    /// only one is waiting (a single launch): then it is that launch's.
+    fn note(&mut self, event: &RegistrarEvent, now: Instant) {
+        let (id, event) = match event {
+            RegistrarEvent::Launch { launch, event } => (Some(*launch), event),
+            RegistrarEvent::Rejected(rejection) => {
+                let mut waiting = self.members.iter_mut().filter(|m| m.awaited);
+                if let (Some(only), None) = (waiting.next(), waiting.next()) {
+                    only.last_rejection = Some(rejection.clone());
+                }
+                return;
+            }
+            _ => return,
+        };
+        let Some(member) = self.members.iter_mut().find(|m| Some(m.id) == id) else {
+            return;
+        };
+        match event {
+            LauncherEvent::Registered { evidence, .. } => {
+                member.registered = Some((now, *evidence));
+            }
+            LauncherEvent::Rejected(rejection) | LauncherEvent::Refused(rejection) => {
+                member.last_rejection = Some(rejection.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// The outcome of each command [`start`](Self::start) was given, at its index, once the
+    /// driver's loop ended with `outcome`.
+    pub(crate) fn conclude(
+        &mut self,
+        started: Vec<Result<LaunchId, LaunchError>>,
+        outcome: Result<(), LaunchError>,
+    ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
+        let ids: Vec<LaunchId> = started
+            .iter()
+            .filter_map(|s| s.as_ref().ok().copied())
+            .collect();
+        let mut finished = self.finish(&ids, outcome)?.into_iter();
+        Ok(started
+            .into_iter()
+            .map(|started| match started {
+                Ok(_) => finished
+                    .next()
+                    .unwrap_or_else(|| Err(Error::Internal("fewer outcomes than launches").into())),
+                Err(error) => Err(error),
+            })
+            .collect())
+    }
+
+    /// The restarted kernel, once the driver's loop ended with `outcome`.
+    pub(crate) fn conclude_restart(
+        &mut self,
+        id: LaunchId,
+        outcome: Result<(), LaunchError>,
+    ) -> Result<Launched, LaunchError> {
+        self.finish(&[id], outcome)?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("no outcome for the restart").into()))
+    }
+
+    /// The outcome of each launch in `ids` (which the caller awaited): the kernel, or why not
+    /// (its child killed and reaped, its file removed). When the driver itself failed
+    /// (`outcome`), every awaited kernel is stopped and cleaned up, and that error is returned.
+    fn finish(
+        &mut self,
+        ids: &[LaunchId],
+        outcome: Result<(), LaunchError>,
+    ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
+        let mut results = Vec::with_capacity(ids.len());
+        for i in 0..self.members.len() {
+            if !self.members[i].awaited {
+                continue;
+            }
+            self.members[i].awaited = false;
+            let id = self.members[i].id;
+            let result = self.outcome(i, outcome.as_ref().err().is_some());
+            results.push((id, result));
+        }
+        outcome?;
+        Ok(ids
+            .iter()
+            .map(|id| match results.iter().position(|(r, _)| r == id) {
+                Some(at) => results.swap_remove(at).1,
+                None => Err(Error::Internal("an outcome for a launch not awaited").into()),
+            })
+            .collect())
+    }
+
+    /// Member `i`'s outcome, from the core's state, connection and failure; `stopped` when the
+    /// driver failed and every kernel is stopped.
+    fn outcome(&mut self, i: usize, stopped: bool) -> Result<Launched, LaunchError> {
+        let member = &mut self.members[i];
+        let id = member.id;
+        let connected = self.registrar.launch_state(id) == Some(LauncherState::Connected);
+        let error = match (member.spawn_error.take(), stopped, connected) {
+            (Some(error), _, _) => error,
+            (None, true, _) => Error::Internal("stopped: the launcher failed").into(),
+            (None, false, true) => {
+                let connection = self.registrar.connection(id).cloned();
+                match (connection, member.registered, member.process.child.take()) {
+                    (Some(mut connection), Some((at, evidence)), Some(child)) => {
+                        if connection.kernel_name.is_none() {
+                            connection.kernel_name.clone_from(&self.options.kernel_name);
+                        }
+                        let registered_after =
+                            member.process.spawned_at.map_or(Duration::ZERO, |spawned| {
+                                at.saturating_duration_since(spawned)
+                            });
+                        return Ok(Launched {
+                            connection,
+                            evidence,
+                            child,
+                            file: member.process.file.clone(),
+                            registered_after,
+                            launch_id: Some(id),
+                        });
+                    }
+                    (_, _, child) => {
+                        member.process.child = child;
+                        Error::Internal("connected without a connection or a child").into()
+                    }
+                }
+            }
+            (None, false, false) => match self.registrar.failure(id) {
+                Some(failure) => LaunchError::Failed {
+                    failure: failure.clone(),
+                    last_rejection: member.last_rejection.take(),
+                },
+                None => Error::Internal("the launch ended neither connected nor failed").into(),
+            },
+        };
+        member.process.stop();
+        Err(error)
+    }
+}
+
+/// A [`Fleet`] being driven, with the observer that sees its events: the [`Engine`] the
+/// blocking and async drivers wait for.
+pub(crate) struct Driving<'a, S, O: ?Sized> {
+    fleet: &'a mut Fleet<S>,
+    observer: &'a mut O,
+}
+
+impl<S: Wrap, O> Engine for Driving<'_, S, O>
+where
+    O: FnMut(Instant, &RegistrarEvent) + ?Sized,
+{
+    type Socket = S;
+    type Error = LaunchError;
+
+    fn done(&self) -> bool {
+        let fleet = &self.fleet;
+        fleet
+            .members
+            .iter()
+            .filter(|m| m.awaited)
+            .all(|m| !fleet.pending(m.id))
+    }
+
+    /// The registration socket, until the earliest deadline, and never longer than [`TICK`]:
+    /// children and files are watched by polling.
+    fn interest(&mut self) -> Interest<'_, S> {
+        let fleet = &mut self.fleet;
+        let timeout = fleet
+            .registrar
+            .deadline()
+            .map(|d| d.at)
+            .map_or(TICK, |d| fleet.clock.until(d))
+            .min(TICK);
+        Interest {
+            sockets: vec![Watch {
+                tag: 0,
+                name: "registration",
+                socket: &mut fleet.router,
+            }],
+            timeout,
+        }
+    }
+
+    fn socket(&self, _tag: usize) -> Option<(&'static str, &S)> {
+        Some(("registration", &self.fleet.router))
+    }
+
+    fn received<F: AsRef<[u8]>>(&mut self, _tag: usize, frames: &[F]) -> Result<(), LaunchError> {
+        let fleet = &mut self.fleet;
+        let mut observer = |at: Instant, event: &RegistrarEvent| (self.observer)(at, event);
+        let now = fleet.clock.now();
+        fleet.registrar.receive(now, frames);
+        fleet.drain(&mut observer)
+    }
+
+    fn woke(&mut self) -> Result<(), LaunchError> {
+        let mut observer = |at: Instant, event: &RegistrarEvent| (self.observer)(at, event);
+        self.fleet.tick(&mut observer)
+    }
+}
+
+/// Launches many kernels through **one** registration socket (the core's
+/// [`Registrar`]), at once, and restarts them through it: JEP 66's long-lived registration
+/// socket. Each kernel gets its own key and file; a request is attributed by the key that
+/// signs it, so one kernel's garbage, forgery, death or timeout never affects another's launch.
+///
+/// One type for both kinds of callers, by the socket it waits on:
+/// [`blocking::Launcher`](crate::blocking::Launcher) (`Launcher<zmq::Socket>`) has the blocking
+/// methods, `asynchronous::Launcher` (feature `async`, `Launcher<AsyncSocket>`) the same
+/// methods as `async fn`s; everything but the waiting is written once, in one engine.
+///
+/// ```no_run
+/// use jupyter_handshake_zmq::blocking::{LaunchOptions, Launcher};
+/// # fn main() -> Result<(), jupyter_handshake_zmq::LaunchError> {
+/// let ctx = zmq::Context::new();
+/// let argv: Vec<String> = ["my-kernel", "-f", "{connection_file}"].map(String::from).to_vec();
+/// let mut launcher = Launcher::new(&ctx, &LaunchOptions::default())?;
+/// let launched = launcher.launch_all(&vec![argv; 10], &mut |_, _| {})?;
+/// for kernel in launched {
+///     let mut kernel = kernel?;
+///     println!("shell port {}", kernel.connection.ports.shell);
+///     launcher.restart(&mut kernel, &mut |_, _| {})?; // new process, new ports, same socket
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Launcher<S = zmq::Socket> {
+    pub(crate) fleet: Fleet<S>,
+}
+
+#[allow(private_bounds)]
+impl<S: Wrap> Launcher<S> {
+    /// Binds the shared registration socket. `options` apply to every launch (classic mode is
+    /// refused: it has nothing to register).
+    pub fn new(ctx: &zmq::Context, options: &LaunchOptions) -> Result<Self, LaunchError> {
+        Ok(Self {
+            fleet: Fleet::new(ctx, options)?,
+        })
+    }
+
+    /// The shared registration socket's port.
+    pub fn port(&self) -> Option<u16> {
+        self.fleet.port()
+    }
+
+    /// Forgets `launched` for good: its key can no longer register here, and the launcher no
+    /// longer keeps anything for it (a supervisor that launches kernels for days calls this when
+    /// one is gone). It neither stops the process nor removes the file.
+    pub fn forget(&mut self, launched: &Launched) -> Result<(), LaunchError> {
+        self.fleet
+            .forget(launched.launch_id.ok_or(LaunchError::NotShared)?)
+    }
+}
+
+/// A single launch's observer, which sees the launch's own events (and, as that launch's, the
+/// drops of messages no key verified) as a launch on its own socket would.
+pub(crate) fn single<'a, O>(observer: &'a mut O) -> impl FnMut(Instant, &RegistrarEvent) + 'a
+where
+    O: FnMut(Instant, &LauncherEvent) + ?Sized,
+{
+    move |at, event| match event {
+        RegistrarEvent::Launch { event, .. } => observer(at, event),
+        RegistrarEvent::Rejected(rejection) => {
+            observer(at, &LauncherEvent::Rejected(rejection.clone()));
+        }
+        _ => {}
+    }
+}
+
+/// The one outcome of a single launch; its launch id goes (its socket closes with it).
+pub(crate) fn only(
+    results: Result<Vec<Result<Launched, LaunchError>>, LaunchError>,
+) -> Result<Launched, LaunchError> {
+    let mut launched = results?
+        .pop()
+        .unwrap_or_else(|| Err(Error::Internal("no outcome for the launch").into()))?;
+    launched.launch_id = None;
+    Ok(launched)
+}
+
+/// Binds a registration ROUTER on port 0; returns it and its port.
+fn bind_registration(
+    ctx: &zmq::Context,
+    transport: Transport,
+    ip: &str,
+) -> Result<(zmq::Socket, u16), Error> {
+    let router = socket(ctx, zmq::ROUTER, "registration")?;
+    // Defence in depth: libzmq disconnects a peer that sends a frame larger than anything the
+    // core would accept anyway.
+    let max = i64::try_from(Limits::HANDSHAKE.max_frame_len).unwrap_or(i64::MAX);
+    router
+        .set_maxmsgsize(max)
+        .map_err(|source| configure("registration", source))?;
+    let port = bind(&router, "registration", transport, ip, 0)?;
+    Ok((router, port))
+}
+
+/// Creates the directory for the launchers' files (private) and returns it.
+fn file_dir(options: &LaunchOptions) -> Result<PathBuf, Error> {
+    let dir = options.dir.clone().unwrap_or_else(runtime_dir);
+    create_private_dir(&dir).map_err(|source| Error::WriteFile {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::tests::TempDir;
+
+    /// A process record whose file was written by "us" with `bytes`, as `write_and_spawn` does.
+    fn written(dir: &TempDir, bytes: &[u8]) -> Process {
+        let mut process = Process::new(&dir.0, "watch");
+        write_private_atomic(&process.file, bytes).unwrap();
+        process.seen = Some(Seen {
+            stat: stat(&process.file).unwrap(),
+            bytes: bytes.to_vec(),
+        });
+        process
+    }
+
+    #[test]
+    fn a_file_is_read_when_its_stat_changes_and_news_only_when_its_bytes_do() {
+        let dir = TempDir::new();
+        let mut process = written(&dir, b"{\"registration\": 1}");
+        assert_eq!(process.file_change(), None, "nothing changed");
+        // The kernel rewrites it in place (as ipykernel does): first half of it, then all.
+        std::fs::write(&process.file, b"{\"shell_port\":").unwrap();
+        assert_eq!(
+            process.file_change().as_deref(),
+            Some(&b"{\"shell_port\":"[..])
+        );
+        assert_eq!(process.file_change(), None, "read once per change");
+        std::fs::write(&process.file, b"{\"shell_port\": 5}").unwrap();
+        assert_eq!(
+            process.file_change().as_deref(),
+            Some(&b"{\"shell_port\": 5}"[..]),
+            "the rest of a half-written file is read again"
+        );
+        // Replaced by the same bytes (a new inode, a new time): read, but no news.
+        write_private_atomic(&process.file, b"{\"shell_port\": 5}").unwrap();
+        assert_eq!(process.file_change(), None);
+        // Gone: no news, no error.
+        std::fs::remove_file(&process.file).unwrap();
+        assert_eq!(process.file_change(), None);
+    }
+}

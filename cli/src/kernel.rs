@@ -1,0 +1,157 @@
+//! `jupyter-handshake kernel -f FILE`: the built-in kernel.
+//!
+//! Start-up is entirely the library's `start_kernel`: it reads the file, binds the five channels
+//! (on port 0 for a registration file, on the file's ports for a classic one), performs the
+//! handshake when the file asks for it, and gives back the bound sockets. This module only maps
+//! options, prints the trace, and hands the sockets to the [serve loop](super::serve).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use jupyter_handshake::message::Session;
+use jupyter_handshake::{KernelEvent, Signer};
+use jupyter_handshake_zmq::blocking::kernel::{KernelOptions, start_kernel};
+use jupyter_handshake_zmq::clock::Clock;
+
+use super::CliError;
+use super::args::{Arg, Args, is_help, joined};
+use super::serve::{Channels, Kernel};
+use super::trace::{Tracer, describe_kernel_event};
+
+pub(crate) const HELP: &str = "\
+jupyter-handshake kernel: a small but real Jupyter kernel (language 'text': code is echoed back)
+
+Usage:
+  jupyter-handshake kernel -f FILE [--ack-timeout SECS] [--wait-for-iopub SECS]
+                           [--write-connection-file PATH]
+
+FILE is either
+  * a registration file {transport, ip, key, signature_scheme, registration_port}: the kernel
+    binds its five channels on port 0 and registers the ports it got with the launcher (a
+    signed handshake_request, JEP 66); no port can be stolen in between; or
+  * a classic connection file with five ports: the kernel binds those (as any kernel does).
+
+It then answers kernel_info, execute, shutdown (and a few more) requests on shell and control,
+publishes status busy/idle around each on IOPub, welcomes IOPub subscribers, and echoes
+heartbeats, until a shutdown_request arrives (exit status 0).
+
+Options:
+  -f, --connection-file FILE    the connection or registration file (required)
+  --ack-timeout SECS            how long to wait for the launcher's handshake_reply (default 10);
+                                with no reply in time the kernel exits with status 1
+  --wait-for-iopub SECS         after registering, wait up to SECS for the first IOPub
+                                subscriber before serving (default: do not wait)
+  --write-connection-file PATH  also write the final connection file (with the key, mode 0600)
+                                to PATH, as JEP 66 suggests
+  -h, --help                    this help
+
+Environment:
+  JUPYTER_HANDSHAKE_TRACE=1     print each state-machine event on stderr as
+                                'jupyter-handshake-trace <unix_micros> kernel <text>'
+";
+
+/// Linger on shutdown: long enough for the `shutdown_reply` and the last `status: idle` to leave,
+/// short enough that a vanished client never keeps the process alive.
+const EXIT_LINGER_MS: i32 = 1000;
+
+/// `jupyter-handshake kernel …`.
+pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
+    let mut file: Option<PathBuf> = None;
+    let mut ack_timeout: Option<Duration> = None;
+    let mut wait_for_iopub: Option<Duration> = None;
+    let mut write_connection_file: Option<PathBuf> = None;
+    while let Some(arg) = args.next_arg()? {
+        match arg {
+            Arg::Option(o) if is_help(&o) => {
+                print!("{HELP}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            // `-f` is what kernelspecs pass; `--connection_file` is ark's spelling.
+            Arg::Option(o)
+                if matches!(
+                    o.as_str(),
+                    "-f" | "--f" | "--connection-file" | "--connection_file"
+                ) =>
+            {
+                file = Some(args.path(&o)?);
+            }
+            Arg::Option(o) if o == "--ack-timeout" => ack_timeout = Some(args.seconds(&o)?),
+            Arg::Option(o) if o == "--wait-for-iopub" => wait_for_iopub = Some(args.seconds(&o)?),
+            Arg::Option(o) if o == "--write-connection-file" => {
+                write_connection_file = Some(args.path(&o)?);
+            }
+            Arg::Option(o) => return Err(args.unknown(&o)),
+            Arg::Positional(p) => return Err(args.unexpected(&p)),
+            Arg::Rest(r) => return Err(args.unexpected(&joined(&r))),
+        }
+    }
+    let file = file.ok_or_else(|| {
+        CliError::usage("'kernel' needs -f FILE (see 'jupyter-handshake kernel --help')")
+    })?;
+
+    let tracer = Tracer::from_env();
+    let mut options = KernelOptions::default();
+    if let Some(t) = ack_timeout {
+        options.ack_timeout = t;
+    }
+    options.wait_for_iopub = wait_for_iopub;
+    options.write_connection_file = write_connection_file;
+
+    let ctx = zmq::Context::new();
+    let started = match start_kernel(&ctx, &file, &options, &mut |at, event| {
+        if tracer.enabled() {
+            tracer.kernel(at, &describe_kernel_event(event));
+        } else if matches!(event, KernelEvent::Rejected(_)) {
+            // A dropped reply is worth a line even untraced: a forged or garbled message on the
+            // registration socket, or a launcher using another key.
+            super::say(format_args!(
+                "jupyter-handshake kernel: {}",
+                describe_kernel_event(event)
+            ));
+        }
+    }) {
+        Ok(started) => started,
+        Err(e) => {
+            // Terminating the context would wait up to the sockets' linger for a
+            // handshake_request nobody took; the JEP wants a kernel without an acknowledgement
+            // to go away, and at its deadline, not a second later. The process is about to
+            // exit, and the OS reclaims everything.
+            std::mem::forget(ctx);
+            return Err(CliError::failed(format!("kernel start-up failed: {e}")));
+        }
+    };
+
+    let connection = &started.connection;
+    let signer = Signer::new(connection.signature_scheme, &connection.key);
+    // The handshake's session id, so that every message of this process carries the same one.
+    let session = Session::new(options.session_id.clone(), options.username.clone(), signer);
+    let sockets = started.sockets;
+    let channels = Channels {
+        shell: sockets.shell,
+        iopub: sockets.iopub,
+        stdin: sockets.stdin,
+        control: sockets.control,
+        hb: sockets.hb,
+    };
+    let mut kernel = Kernel::new(session, Clock::new(), tracer);
+    if let Some(topic) = &started.first_subscription {
+        kernel.welcome(&channels, topic.as_ref());
+    }
+    let served = kernel.serve(&channels);
+
+    for socket in [
+        &channels.shell,
+        &channels.iopub,
+        &channels.stdin,
+        &channels.control,
+        &channels.hb,
+    ] {
+        // Best effort: a socket that refuses the option keeps libzmq's default.
+        let _ = socket.set_linger(EXIT_LINGER_MS);
+    }
+    // Closing the sockets, then the context, flushes what is queued (within the linger).
+    drop(channels);
+    drop(ctx);
+    served.map(|()| ExitCode::SUCCESS)
+}
