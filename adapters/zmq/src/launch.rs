@@ -65,11 +65,11 @@ use jupyter_handshake::{
 use crate::clock::Clock;
 use crate::error::{Error, LaunchError};
 use crate::files::{
-    create_private_dir, free_ipc_port, new_session_id, random_key, runtime_dir,
-    write_private_atomic,
+    FileReadError, Links, create_private_dir, free_ipc_port, new_session_id, random_key,
+    read_handshake_file, runtime_dir, write_private_atomic,
 };
 use crate::kernelspec::LaunchMode;
-use crate::sockets::{Wrap, bind, configure, send, socket};
+use crate::sockets::{IpcFile, Wrap, bind, configure, ipc_file, send, socket};
 use crate::wait::{Engine, Interest, Watch};
 use jupyter_handshake::{
     LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarError,
@@ -375,7 +375,17 @@ impl Process {
         if stat == seen.stat {
             return None;
         }
-        let bytes = std::fs::read(&self.file).ok()?;
+        let bytes = match read_handshake_file(&self.file, Links::Refuse) {
+            Ok(bytes) => bytes,
+            // Being replaced or removed right now: looked at again at the next tick.
+            Err(FileReadError::Io(e)) if e.raw_os_error() != Some(LOOP) => return None,
+            // A FIFO, a device, a link, a file over the cap: no kernel registers so, and it is
+            // not looked at again until its `stat` changes (it can never block or grow us).
+            Err(_) => {
+                seen.stat = stat;
+                return None;
+            }
+        };
         // The stat was taken before the read: a write in between shows as a change again at
         // the next look, and is read then.
         seen.stat = stat;
@@ -411,9 +421,16 @@ impl Process {
     }
 }
 
-/// A file's [`Stat`], from one `stat`; `None` if it cannot be stat'ed now.
+/// `ELOOP`: what opening a symbolic link with `O_NOFOLLOW` fails with.
+#[cfg(unix)]
+const LOOP: i32 = libc::ELOOP;
+#[cfg(not(unix))]
+const LOOP: i32 = i32::MIN;
+
+/// A file's [`Stat`], from one `lstat` (a link planted in its place is itself what changed);
+/// `None` if it cannot be stat'ed now.
 fn stat(path: &Path) -> Option<Stat> {
-    let meta = std::fs::metadata(path).ok()?;
+    let meta = std::fs::symlink_metadata(path).ok()?;
     #[cfg(unix)]
     let inode = std::os::unix::fs::MetadataExt::ino(&meta);
     #[cfg(not(unix))]
@@ -453,6 +470,9 @@ pub(crate) struct Fleet<S> {
     session_id: String,
     /// The shared registration socket.
     router: S,
+    /// Its socket file over ipc, removed with the fleet (after the socket: fields drop in
+    /// order).
+    _router_file: Option<IpcFile>,
     members: Vec<Member>,
 }
 
@@ -471,11 +491,13 @@ impl<S: Wrap> Fleet<S> {
             ..RegistrarConfig::default()
         });
         let mut router = None;
+        let mut router_file = None;
         loop {
             match registrar.poll_output() {
                 Output::Action(RegistrarAction::BindRegistration { transport, ip }) => {
                     let (socket, port) = bind_registration(ctx, transport, &ip)?;
                     router = Some(S::wrap(socket));
+                    router_file = ipc_file(transport, &ip, port);
                     registrar
                         .handle_input(clock.now(), RegistrarInput::RegistrationBound { port })?;
                 }
@@ -495,6 +517,7 @@ impl<S: Wrap> Fleet<S> {
             dir,
             session_id,
             router,
+            _router_file: router_file,
             members: Vec::new(),
         })
     }
