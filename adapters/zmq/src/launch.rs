@@ -994,6 +994,18 @@ pub(crate) fn only(
     Ok(launched)
 }
 
+/// The largest frame the registration socket accepts (`ZMQ_MAXMSGSIZE`): 8 KiB, some ten
+/// times the largest frame of a real handshake request (its header, a few hundred bytes),
+/// and an eighth of the core's 64 KiB handshake limit, so that each forged message costs the
+/// launcher at most 8 KiB to verify per key, and a peer sending a larger frame is disconnected
+/// by libzmq before anything of it reaches the launcher.
+pub(crate) const REGISTRATION_MAX_FRAME: usize = 8 * 1024;
+
+/// How many complete messages libzmq queues per peer of the registration socket
+/// (`ZMQ_RCVHWM`; libzmq's default is 1000, which lets a few hundred flooding connections park
+/// gigabytes in the launcher).
+pub(crate) const REGISTRATION_RCVHWM: i32 = 4;
+
 /// Binds a registration ROUTER on port 0; returns it and its port.
 fn bind_registration(
     ctx: &zmq::Context,
@@ -1001,11 +1013,16 @@ fn bind_registration(
     ip: &str,
 ) -> Result<(zmq::Socket, u16), Error> {
     let router = socket(ctx, zmq::ROUTER, "registration")?;
-    // Defence in depth: libzmq disconnects a peer that sends a frame larger than anything the
-    // core would accept anyway.
-    let max = i64::try_from(Limits::HANDSHAKE.max_frame_len).unwrap_or(i64::MAX);
+    // libzmq disconnects a peer that sends a frame larger than this, before it reaches us.
+    let max = i64::try_from(REGISTRATION_MAX_FRAME.min(Limits::HANDSHAKE.max_frame_len))
+        .unwrap_or(i64::MAX);
     router
         .set_maxmsgsize(max)
+        .map_err(|source| configure("registration", source))?;
+    // A kernel sends one request: a peer with more queued than this waits in the kernel's
+    // socket buffers (libzmq stops reading its connection), not in our memory.
+    router
+        .set_rcvhwm(REGISTRATION_RCVHWM)
         .map_err(|source| configure("registration", source))?;
     let port = bind(&router, "registration", transport, ip, 0)?;
     Ok((router, port))
