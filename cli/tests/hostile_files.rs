@@ -119,7 +119,7 @@ fn healthy_kernels_launch_next_to(hostile: &str) -> Measured {
     let argv = one_hostile_kernel(&marker, hostile);
     let out = run_measured(launch_command(
         runtime.path(),
-        &["--count", "3", "--timeout", "4"],
+        &["--count", "3", "--timeout", "8"],
         &argv,
     ));
     let why = format!(
