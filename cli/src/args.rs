@@ -104,8 +104,9 @@ impl Args {
         let text = self.value(option)?;
         parse_seconds(&text).ok_or_else(|| {
             CliError::usage(format!(
-                "option '{option}' of '{}' expects a positive number of seconds, got '{text}'",
-                self.command
+                "option '{option}' of '{}' expects a positive number of seconds, got '{}'",
+                self.command,
+                prefix(&text)
             ))
         })
     }
@@ -148,12 +149,10 @@ pub(crate) fn utf8_argv(rest: Vec<OsString>) -> Result<Vec<String>, CliError> {
         .collect()
 }
 
-/// At most the first 40 characters of `text`, for quoting in a message.
-fn prefix(text: &str) -> String {
-    match text.char_indices().nth(40) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
+/// A short, escaped prefix of `text`, for quoting in a message (see
+/// [`quote`](jupyter_handshake_zmq::error::quote)).
+pub(crate) fn prefix(text: &str) -> String {
+    jupyter_handshake_zmq::error::quote(text)
 }
 
 /// Parses a positive, finite number of seconds, at most a year (a larger value is surely a typo,

@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use jupyter_handshake::{ConnectionFile, Evidence, Instant, LauncherEvent};
+use jupyter_handshake::{ConnectionFile, Evidence, Instant, LauncherEvent, Transport};
 use jupyter_handshake::{LaunchId, RegistrarEvent};
 use jupyter_handshake_zmq::blocking::client::Client;
 use jupyter_handshake_zmq::blocking::launcher::{
     ChildStdio, LaunchOptions, Launched, Launcher, launch,
 };
 use jupyter_handshake_zmq::clock::Clock;
-use jupyter_handshake_zmq::error::Error;
+use jupyter_handshake_zmq::error::{Error, quote};
 use jupyter_handshake_zmq::kernelspec::{KernelSpec, LaunchMode};
 use serde::Serialize;
 use serde_json::Value;
@@ -63,7 +63,11 @@ Options:
                        env, and kernel_protocol_version for --mode auto
   --json               print exactly one line of JSON on stdout (see below)
   --ip ADDR            the address the kernel binds and the launcher listens on (default
-                       127.0.0.1)
+                       127.0.0.1; IPv6 such as ::1 works); over ipc, the socket files' path
+                       prefix (default DIR/kernel-ipc)
+  --transport T        tcp (default) or ipc: over ipc every socket is a file {ip}-{N}, N
+                       random and claimed atomically (never two kernels on one path), each
+                       removed when its socket closes
   --dir DIR            where to write the file (default: the Jupyter runtime dir)
   -v, --verbose        log the launcher's state-machine events on stderr as they happen
   -h, --help           this help
@@ -107,6 +111,7 @@ struct Options {
     json: bool,
     kernelspec: Option<PathBuf>,
     ip: Option<String>,
+    transport: Transport,
     dir: Option<PathBuf>,
     verbose: bool,
     count: usize,
@@ -181,8 +186,17 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
         stderr: ChildStdio::Inherit,
         ..LaunchOptions::default()
     };
-    if let Some(ip) = &options.ip {
-        launch_options.ip.clone_from(ip);
+    launch_options.transport = options.transport;
+    match (&options.ip, options.transport) {
+        (Some(ip), _) => launch_options.ip.clone_from(ip),
+        (None, Transport::Ipc) => {
+            let dir = launch_options
+                .dir
+                .clone()
+                .unwrap_or_else(jupyter_handshake_zmq::files::runtime_dir);
+            launch_options.ip = dir.join("kernel-ipc").to_string_lossy().into_owned();
+        }
+        (None, Transport::Tcp) => {}
     }
 
     if options.count > 1 {
@@ -359,6 +373,7 @@ fn parse(mut args: Args) -> Result<Option<Options>, CliError> {
         json: false,
         kernelspec: None,
         ip: None,
+        transport: Transport::Tcp,
         dir: None,
         verbose: false,
         count: 1,
@@ -378,7 +393,8 @@ fn parse(mut args: Args) -> Result<Option<Options>, CliError> {
                         "classic" => ModeArg::Classic,
                         _ => {
                             return Err(CliError::usage(format!(
-                                "--mode must be auto, handshake, file, upstream or classic, not '{value}'"
+                                "--mode must be auto, handshake, file, upstream or classic, not '{}'",
+                                quote(&value)
                             )));
                         }
                     };
@@ -387,6 +403,19 @@ fn parse(mut args: Args) -> Result<Option<Options>, CliError> {
                 "--json" => o.json = true,
                 "--kernelspec" => o.kernelspec = Some(args.path(&opt)?),
                 "--ip" => o.ip = Some(args.value(&opt)?),
+                "--transport" => {
+                    let value = args.value(&opt)?;
+                    o.transport = match value.as_str() {
+                        "tcp" => Transport::Tcp,
+                        "ipc" => Transport::Ipc,
+                        _ => {
+                            return Err(CliError::usage(format!(
+                                "--transport must be tcp or ipc, not '{}'",
+                                quote(&value)
+                            )));
+                        }
+                    };
+                }
                 "--dir" => {
                     // The file's path is substituted into the kernel's command line: text.
                     let dir = args.value(&opt)?;
@@ -399,7 +428,8 @@ fn parse(mut args: Args) -> Result<Option<Options>, CliError> {
                         Ok(n) if n >= 1 => n,
                         _ => {
                             return Err(CliError::usage(format!(
-                                "--count must be a whole number of at least 1, not '{value}'"
+                                "--count must be a whole number of at least 1, not '{}'",
+                                quote(&value)
                             )));
                         }
                     };

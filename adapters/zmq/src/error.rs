@@ -58,7 +58,7 @@ pub enum Error {
         action: &'static str,
         /// Which socket (`shell`, `registration`, …).
         socket: &'static str,
-        /// The endpoint, if one was involved.
+        /// The endpoint, if one was involved, as a short escaped prefix ([`quote`]).
         endpoint: Option<String>,
         /// Why.
         #[source]
@@ -77,9 +77,9 @@ pub enum Error {
         source: zmq::Error,
     },
     /// An endpoint libzmq could not give back as a port, or that cannot be used at all.
-    #[error("unusable endpoint {endpoint:?}: {reason}")]
+    #[error("unusable endpoint '{endpoint}': {reason}")]
     Endpoint {
-        /// The endpoint.
+        /// The endpoint, as a short escaped prefix ([`quote`]).
         endpoint: String,
         /// What is wrong with it.
         reason: &'static str,
@@ -109,6 +109,29 @@ pub enum Error {
     /// launch still waiting, …).
     #[error("{0}")]
     Registrar(#[from] RegistrarError),
+}
+
+/// The most characters of a value (an endpoint, an address) an error message quotes.
+pub const QUOTE_MAX_CHARS: usize = 64;
+
+/// `text` as an error message may quote it: escaped (`escape_default`: no control character,
+/// newline or non-ASCII byte reaches a terminal or a log as is), and at most
+/// [`QUOTE_MAX_CHARS`] characters of that, then `…` when there was more. A 10 MB address makes
+/// a one-line error, not a 10 MB one.
+///
+/// ```
+/// use jupyter_handshake_zmq::error::quote;
+/// assert_eq!(quote("tcp://127.0.0.1:5"), "tcp://127.0.0.1:5");
+/// assert_eq!(quote("a\nb"), "a\\nb");
+/// assert_eq!(quote(&"x".repeat(10_000_000)), format!("{}…", "x".repeat(64)));
+/// ```
+pub fn quote(text: &str) -> String {
+    let mut out: String = text.escape_default().take(QUOTE_MAX_CHARS + 1).collect();
+    if out.chars().count() > QUOTE_MAX_CHARS {
+        out = out.chars().take(QUOTE_MAX_CHARS).collect();
+        out.push('…');
+    }
+    out
 }
 
 #[cfg(any(feature = "blocking", feature = "async"))]

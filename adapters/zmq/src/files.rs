@@ -134,6 +134,99 @@ fn runtime_dir_with(var: impl Fn(&str) -> Option<OsString>, os: &str) -> PathBuf
     data.join("runtime")
 }
 
+/// The most bytes a registration or connection file may have when read through
+/// [`read_handshake_file`]: 64 KiB, far above any real one (a few hundred bytes), far below
+/// anything that could hurt the reader.
+pub const MAX_HANDSHAKE_FILE_LEN: u64 = 64 * 1024;
+
+/// Why [`read_handshake_file`] read nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileReadError {
+    /// The file could not be opened or read (absent, no permission, being replaced, or, for
+    /// [`Links::Refuse`], a symbolic link: `ELOOP`).
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The path names something other than a regular file (a FIFO, a device, a socket, a
+    /// directory), which is never opened for reading.
+    #[error("not a regular file (a FIFO, device, socket or directory)")]
+    NotRegular,
+    /// The file is larger than [`MAX_HANDSHAKE_FILE_LEN`]; nothing beyond that is read.
+    #[error("larger than {max} bytes (at least {len})", max = MAX_HANDSHAKE_FILE_LEN)]
+    TooLarge {
+        /// How many bytes it has at least.
+        len: u64,
+    },
+}
+
+/// Whether [`read_handshake_file`] follows a symbolic link at the last component of its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Links {
+    /// Follow it (a connection file a user handed over may be a link).
+    Follow,
+    /// Refuse it (`O_NOFOLLOW`): the launcher watching a file it wrote, which only the kernel
+    /// could have replaced by a link.
+    Refuse,
+}
+
+/// Reads a registration or connection file without ever blocking or reading without bound,
+/// whatever is at `path`:
+///
+/// * opened non-blocking (`O_NONBLOCK`, so a FIFO with no writer cannot block the open or the
+///   read) and, with [`Links::Refuse`], without following a symbolic link (`O_NOFOLLOW`);
+/// * only a regular file is read (checked with `fstat` on what was opened, so nothing can be
+///   swapped in between the check and the read): a FIFO, `/dev/zero` or a directory is refused;
+/// * at most [`MAX_HANDSHAKE_FILE_LEN`] bytes (one more is asked for, to tell a file that is
+///   too large; it is refused).
+///
+/// ```
+/// use jupyter_handshake_zmq::files::{Links, read_handshake_file};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("doc-{}", jupyter_handshake_zmq::files::new_session_id()));
+/// # jupyter_handshake_zmq::files::create_private_dir(&dir)?;
+/// let path = dir.join("kernel-1.json");
+/// jupyter_handshake_zmq::files::write_private_atomic(&path, b"{}")?;
+/// assert_eq!(read_handshake_file(&path, Links::Refuse)?, b"{}");
+/// # #[cfg(unix)]
+/// assert!(read_handshake_file(std::path::Path::new("/dev/zero"), Links::Follow).is_err());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+pub fn read_handshake_file(path: &Path, links: Links) -> Result<Vec<u8>, FileReadError> {
+    use std::io::Read;
+
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let nofollow = match links {
+            Links::Refuse => libc::O_NOFOLLOW,
+            Links::Follow => 0,
+        };
+        options.custom_flags(libc::O_NONBLOCK | nofollow);
+    }
+    #[cfg(not(unix))]
+    let _ = links;
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(FileReadError::NotRegular);
+    }
+    if meta.len() > MAX_HANDSHAKE_FILE_LEN {
+        return Err(FileReadError::TooLarge { len: meta.len() });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // The file may grow after the fstat: the cap holds on what is read, not on what was seen.
+    file.take(MAX_HANDSHAKE_FILE_LEN + 1)
+        .read_to_end(&mut bytes)?;
+    let len = bytes.len() as u64;
+    if len > MAX_HANDSHAKE_FILE_LEN {
+        return Err(FileReadError::TooLarge { len });
+    }
+    Ok(bytes)
+}
+
 /// A fresh connection key: 16 bytes from the OS's secure random number generator as 32
 /// lowercase hex characters, the shape Kallichore writes.
 ///
@@ -255,6 +348,58 @@ pub(crate) mod tests {
         assert!(write_private_atomic(&target, b"data").is_err());
         assert_eq!(fs::read_dir(&dir.0).unwrap().count(), 1);
         assert!(write_private_atomic(Path::new("/"), b"x").is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn handshake_files_are_read_capped_non_blocking_and_regular_only() {
+        let dir = TempDir::new();
+        let file = dir.0.join("kernel.json");
+        write_private_atomic(&file, b"{}").unwrap();
+        assert_eq!(read_handshake_file(&file, Links::Refuse).unwrap(), b"{}");
+        // A link to it: followed only when asked; refused with ELOOP otherwise.
+        let link = dir.0.join("link.json");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(read_handshake_file(&link, Links::Follow).unwrap(), b"{}");
+        let error = read_handshake_file(&link, Links::Refuse).unwrap_err();
+        assert!(
+            matches!(&error, FileReadError::Io(e) if e.raw_os_error() == Some(libc::ELOOP)),
+            "{error}"
+        );
+        // A FIFO with no writer: refused at once (a blocking open would never return).
+        let fifo = dir.0.join("fifo.json");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(matches!(
+            read_handshake_file(&fifo, Links::Follow),
+            Err(FileReadError::NotRegular)
+        ));
+        // A device that never ends, and a directory.
+        let zero = Path::new("/dev/zero");
+        assert!(matches!(
+            read_handshake_file(zero, Links::Follow),
+            Err(FileReadError::NotRegular)
+        ));
+        assert!(matches!(
+            read_handshake_file(&dir.0, Links::Follow),
+            Err(FileReadError::NotRegular)
+        ));
+        // Exactly the cap is read; one byte more is refused, with its size.
+        let big = dir.0.join("big.json");
+        let cap = usize::try_from(MAX_HANDSHAKE_FILE_LEN).unwrap();
+        fs::write(&big, vec![b' '; cap]).unwrap();
+        assert_eq!(read_handshake_file(&big, Links::Refuse).unwrap().len(), cap);
+        fs::write(&big, vec![b' '; cap + 1]).unwrap();
+        let error = read_handshake_file(&big, Links::Refuse).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("larger than {cap} bytes (at least {})", cap + 1)
+        );
     }
 
     #[test]

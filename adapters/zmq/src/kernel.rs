@@ -15,8 +15,10 @@ use jupyter_handshake::{
 
 use crate::clock::Clock;
 use crate::error::Error;
-use crate::files::{new_session_id, write_private_atomic};
-use crate::sockets::{Wrap, bind, configure, connect, send, socket};
+use crate::files::{
+    FileReadError, Links, new_session_id, read_handshake_file, write_private_atomic,
+};
+use crate::sockets::{IpcFile, Wrap, bind, configure, connect, ipc_file, send, socket};
 use crate::wait::{Engine, Interest, Watch};
 
 /// How long to sleep when the core names no deadline while it is not finished (it always does
@@ -56,11 +58,16 @@ impl Default for KernelOptions {
     }
 }
 
-/// Reads and classifies the connection or registration file at `path`.
+/// Reads and classifies the connection or registration file at `path`: at most
+/// [`MAX_HANDSHAKE_FILE_LEN`](crate::files::MAX_HANDSHAKE_FILE_LEN) bytes of a regular file,
+/// never blocking (a link a user handed over is followed).
 pub(crate) fn read_kernel_file(path: &Path) -> Result<KernelFile, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::ReadFile {
+    let bytes = read_handshake_file(path, Links::Follow).map_err(|error| Error::ReadFile {
         path: path.to_path_buf(),
-        source,
+        source: match error {
+            FileReadError::Io(source) => source,
+            other => std::io::Error::new(std::io::ErrorKind::InvalidData, other),
+        },
     })?;
     KernelFile::from_json(&bytes).map_err(|source| Error::InvalidFile {
         path: path.to_path_buf(),
@@ -84,6 +91,8 @@ pub struct KernelSockets<S = zmq::Socket> {
     pub control: S,
     /// Heartbeat: REP (echo every message back).
     pub hb: S,
+    /// Over ipc, the five socket files, removed when these sockets are dropped.
+    _ipc_files: Vec<IpcFile>,
 }
 
 /// A kernel whose channels are bound and registered: what `start_kernel` (blocking or async)
@@ -351,7 +360,18 @@ fn bind_channels<S: Wrap>(
         stdin: bind(&stdin, "stdin", transport, ip, wanted.stdin)?,
         control: bind(&control, "control", transport, ip, wanted.control)?,
     };
+    let ipc_files = [
+        bound.shell,
+        bound.iopub,
+        bound.hb,
+        bound.stdin,
+        bound.control,
+    ]
+    .into_iter()
+    .filter_map(|port| ipc_file(transport, ip, port))
+    .collect();
     let channels = KernelSockets {
+        _ipc_files: ipc_files,
         shell: S::wrap(shell),
         iopub: S::wrap(iopub),
         stdin: S::wrap(stdin),

@@ -65,11 +65,11 @@ use jupyter_handshake::{
 use crate::clock::Clock;
 use crate::error::{Error, LaunchError};
 use crate::files::{
-    create_private_dir, free_ipc_port, new_session_id, random_key, runtime_dir,
-    write_private_atomic,
+    FileReadError, Links, create_private_dir, free_ipc_port, new_session_id, random_key,
+    read_handshake_file, runtime_dir, write_private_atomic,
 };
 use crate::kernelspec::LaunchMode;
-use crate::sockets::{Wrap, bind, configure, send, socket};
+use crate::sockets::{IpcFile, Wrap, bind, configure, ipc_file, send, socket};
 use crate::wait::{Engine, Interest, Watch};
 use jupyter_handshake::{
     LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarError,
@@ -375,7 +375,17 @@ impl Process {
         if stat == seen.stat {
             return None;
         }
-        let bytes = std::fs::read(&self.file).ok()?;
+        let bytes = match read_handshake_file(&self.file, Links::Refuse) {
+            Ok(bytes) => bytes,
+            // Being replaced or removed right now: looked at again at the next tick.
+            Err(FileReadError::Io(e)) if e.raw_os_error() != Some(LOOP) => return None,
+            // A FIFO, a device, a link, a file over the cap: no kernel registers so, and it is
+            // not looked at again until its `stat` changes (it can never block or grow us).
+            Err(_) => {
+                seen.stat = stat;
+                return None;
+            }
+        };
         // The stat was taken before the read: a write in between shows as a change again at
         // the next look, and is read then.
         seen.stat = stat;
@@ -411,9 +421,16 @@ impl Process {
     }
 }
 
-/// A file's [`Stat`], from one `stat`; `None` if it cannot be stat'ed now.
+/// `ELOOP`: what opening a symbolic link with `O_NOFOLLOW` fails with.
+#[cfg(unix)]
+const LOOP: i32 = libc::ELOOP;
+#[cfg(not(unix))]
+const LOOP: i32 = i32::MIN;
+
+/// A file's [`Stat`], from one `lstat` (a link planted in its place is itself what changed);
+/// `None` if it cannot be stat'ed now.
 fn stat(path: &Path) -> Option<Stat> {
-    let meta = std::fs::metadata(path).ok()?;
+    let meta = std::fs::symlink_metadata(path).ok()?;
     #[cfg(unix)]
     let inode = std::os::unix::fs::MetadataExt::ino(&meta);
     #[cfg(not(unix))]
@@ -453,6 +470,9 @@ pub(crate) struct Fleet<S> {
     session_id: String,
     /// The shared registration socket.
     router: S,
+    /// Its socket file over ipc, removed with the fleet (after the socket: fields drop in
+    /// order).
+    _router_file: Option<IpcFile>,
     members: Vec<Member>,
 }
 
@@ -471,11 +491,13 @@ impl<S: Wrap> Fleet<S> {
             ..RegistrarConfig::default()
         });
         let mut router = None;
+        let mut router_file = None;
         loop {
             match registrar.poll_output() {
                 Output::Action(RegistrarAction::BindRegistration { transport, ip }) => {
                     let (socket, port) = bind_registration(ctx, transport, &ip)?;
                     router = Some(S::wrap(socket));
+                    router_file = ipc_file(transport, &ip, port);
                     registrar
                         .handle_input(clock.now(), RegistrarInput::RegistrationBound { port })?;
                 }
@@ -495,6 +517,7 @@ impl<S: Wrap> Fleet<S> {
             dir,
             session_id,
             router,
+            _router_file: router_file,
             members: Vec::new(),
         })
     }
@@ -971,6 +994,18 @@ pub(crate) fn only(
     Ok(launched)
 }
 
+/// The largest frame the registration socket accepts (`ZMQ_MAXMSGSIZE`): 8 KiB, some ten
+/// times the largest frame of a real handshake request (its header, a few hundred bytes),
+/// and an eighth of the core's 64 KiB handshake limit, so that each forged message costs the
+/// launcher at most 8 KiB to verify per key, and a peer sending a larger frame is disconnected
+/// by libzmq before anything of it reaches the launcher.
+pub(crate) const REGISTRATION_MAX_FRAME: usize = 8 * 1024;
+
+/// How many complete messages libzmq queues per peer of the registration socket
+/// (`ZMQ_RCVHWM`; libzmq's default is 1000, which lets a few hundred flooding connections park
+/// gigabytes in the launcher).
+pub(crate) const REGISTRATION_RCVHWM: i32 = 4;
+
 /// Binds a registration ROUTER on port 0; returns it and its port.
 fn bind_registration(
     ctx: &zmq::Context,
@@ -978,11 +1013,16 @@ fn bind_registration(
     ip: &str,
 ) -> Result<(zmq::Socket, u16), Error> {
     let router = socket(ctx, zmq::ROUTER, "registration")?;
-    // Defence in depth: libzmq disconnects a peer that sends a frame larger than anything the
-    // core would accept anyway.
-    let max = i64::try_from(Limits::HANDSHAKE.max_frame_len).unwrap_or(i64::MAX);
+    // libzmq disconnects a peer that sends a frame larger than this, before it reaches us.
+    let max = i64::try_from(REGISTRATION_MAX_FRAME.min(Limits::HANDSHAKE.max_frame_len))
+        .unwrap_or(i64::MAX);
     router
         .set_maxmsgsize(max)
+        .map_err(|source| configure("registration", source))?;
+    // A kernel sends one request: a peer with more queued than this waits in the kernel's
+    // socket buffers (libzmq stops reading its connection), not in our memory.
+    router
+        .set_rcvhwm(REGISTRATION_RCVHWM)
         .map_err(|source| configure("registration", source))?;
     let port = bind(&router, "registration", transport, ip, 0)?;
     Ok((router, port))

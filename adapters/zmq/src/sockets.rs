@@ -9,9 +9,7 @@
 
 use jupyter_handshake::Transport;
 
-use crate::files::free_ipc_port;
-
-use crate::error::Error;
+use crate::error::{Error, quote};
 
 /// How long closing a socket may keep unsent messages (a handshake reply, say) before dropping
 /// them, in milliseconds.
@@ -49,7 +47,7 @@ pub(crate) fn configure(name: &'static str, source: zmq::Error) -> Error {
 fn check_endpoint(endpoint: &str) -> Result<(), Error> {
     if endpoint.contains('\0') {
         return Err(Error::Endpoint {
-            endpoint: endpoint.escape_default().to_string(),
+            endpoint: quote(endpoint),
             reason: "it contains a NUL character",
         });
     }
@@ -74,13 +72,48 @@ impl Wrap for zmq::Socket {
     }
 }
 
+/// Whether `host` is an IPv6 address: only an IPv6 literal holds a `:` (a name or an IPv4
+/// address cannot).
+fn is_ipv6(host: &str) -> bool {
+    host.contains(':')
+}
+
+/// Sets `ZMQ_IPV6` on `socket`: without it libzmq cannot bind or connect an IPv6 address
+/// ("No such device").
+fn enable_ipv6(socket: &zmq::Socket, name: &'static str) -> Result<(), Error> {
+    socket
+        .set_ipv6(true)
+        .map_err(|source| configure(name, source))
+}
+
+/// A socket file this process bound (`ipc://{ip}-{N}`), removed when dropped: libzmq removes
+/// only the files of the wildcard `ipc://*`, not a named path, on close.
+#[derive(Debug)]
+pub(crate) struct IpcFile(std::path::PathBuf);
+
+impl Drop for IpcFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The socket file of a bound endpoint, to remove when its socket is gone; `None` for tcp.
+pub(crate) fn ipc_file(transport: Transport, ip: &str, port: u16) -> Option<IpcFile> {
+    match transport {
+        Transport::Ipc => Some(IpcFile(format!("{ip}-{port}").into())),
+        Transport::Tcp => None,
+    }
+}
+
+/// How many random ipc numbers a bind on port 0 tries before giving up.
+const IPC_TRIES: usize = 256;
+
 /// Binds `socket` on `transport`/`ip`/`port` and returns the port actually bound.
 ///
-/// Port 0 means "any": for tcp, libzmq asks the OS for an ephemeral port and the port is read
-/// back from `ZMQ_LAST_ENDPOINT` (the text after the last `:`); for ipc, the first number `N`
-/// from 1 up such that no file `{ip}-{N}` exists is used, as jupyter_client does (ipc "ports" are
-/// just file-name suffixes; libzmq would replace an existing socket file, so taken ones are
-/// skipped).
+/// Port 0 means "any". For tcp, libzmq asks the OS for an ephemeral port and the port is read
+/// back from `ZMQ_LAST_ENDPOINT` (the text after the last `:`). For ipc ("ports" are only
+/// file-name suffixes, `{ip}-{N}`), see [`bind_ipc_any`]: a random `N`, claimed atomically.
+/// An IPv6 `ip` gets `ZMQ_IPV6` first.
 pub(crate) fn bind(
     socket: &zmq::Socket,
     name: &'static str,
@@ -88,21 +121,14 @@ pub(crate) fn bind(
     ip: &str,
     port: u16,
 ) -> Result<u16, Error> {
-    let port = match (transport, port) {
-        (Transport::Ipc, 0) => free_ipc_port(ip, &[]).ok_or(Error::Endpoint {
-            endpoint: Transport::Ipc.endpoint(ip, 0),
-            reason: "every ipc number from 1 to 65535 is taken",
-        })?,
-        _ => port,
-    };
+    if let (Transport::Ipc, 0) = (transport, port) {
+        return bind_ipc_any(socket, name, ip);
+    }
+    if transport == Transport::Tcp && is_ipv6(ip) {
+        enable_ipv6(socket, name)?;
+    }
     let endpoint = transport.endpoint(ip, port);
-    check_endpoint(&endpoint)?;
-    socket.bind(&endpoint).map_err(|source| Error::Socket {
-        action: "bind",
-        socket: name,
-        endpoint: Some(endpoint.clone()),
-        source,
-    })?;
+    bind_endpoint(socket, name, &endpoint)?;
     if port != 0 {
         return Ok(port);
     }
@@ -110,13 +136,91 @@ pub(crate) fn bind(
         .get_last_endpoint()
         .map_err(|source| configure(name, source))?
         .map_err(|_| Error::Endpoint {
-            endpoint: endpoint.clone(),
+            endpoint: quote(&endpoint),
             reason: "libzmq reported a bound endpoint that is not UTF-8",
         })?;
-    port_of(&last).ok_or(Error::Endpoint {
-        endpoint: last,
+    port_of(&last).ok_or_else(|| Error::Endpoint {
+        endpoint: quote(&last),
         reason: "no port after its last ':'",
     })
+}
+
+fn bind_endpoint(socket: &zmq::Socket, name: &'static str, endpoint: &str) -> Result<(), Error> {
+    check_endpoint(endpoint)?;
+    socket.bind(endpoint).map_err(|source| Error::Socket {
+        action: "bind",
+        socket: name,
+        endpoint: Some(quote(endpoint)),
+        source,
+    })
+}
+
+/// Binds `ipc://{ip}-{N}` for an unpredictable `N` no other process of ours can be binding or
+/// have bound, and returns `N`.
+///
+/// libzmq unlinks an existing socket file when it binds an ipc path, so "is `{ip}-{N}` free?"
+/// followed by a bind is a race (two kernels starting together take one path, and the first
+/// loses its socket). Instead, for a random `N`:
+///
+/// 1. the lock file `{ip}-{N}.lock` is created with `O_CREAT | O_EXCL` (mode 0600): exactly
+///    one process can, whoever starts when; anyone else draws another `N`;
+/// 2. holding it, `{ip}-{N}` is checked: a socket file there (a live socket, or one a crashed
+///    process left) is never replaced, another `N` is drawn;
+/// 3. the path is bound, then the lock is removed. Whoever locks `N` later sees the socket file
+///    in step 2, since the bind happened before the lock was released.
+///
+/// The socket file itself stays until the caller's [`IpcFile`] is dropped.
+fn bind_ipc_any(socket: &zmq::Socket, name: &'static str, ip: &str) -> Result<u16, Error> {
+    for _ in 0..IPC_TRIES {
+        let port = random_ipc_number()?;
+        let path = format!("{ip}-{port}");
+        let lock = format!("{path}.lock");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        match options.open(&lock) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) => {
+                return Err(Error::Endpoint {
+                    endpoint: quote(&format!("ipc://{path}")),
+                    reason: "cannot create the lock file next to it (is the directory writable?)",
+                });
+            }
+        }
+        let taken = std::fs::symlink_metadata(&path).is_ok();
+        let bound = if taken {
+            None
+        } else {
+            Some(bind_endpoint(socket, name, &format!("ipc://{path}")))
+        };
+        let _ = std::fs::remove_file(&lock);
+        match bound {
+            None => continue,
+            Some(Ok(())) => return Ok(port),
+            Some(Err(error)) => return Err(error),
+        }
+    }
+    Err(Error::Endpoint {
+        endpoint: quote(&Transport::Ipc.endpoint(ip, 0)),
+        reason: "no free ipc number found in 256 random tries",
+    })
+}
+
+/// A random ipc number in 1..=65535, from the OS's secure generator.
+fn random_ipc_number() -> Result<u16, Error> {
+    loop {
+        let mut bytes = [0u8; 2];
+        getrandom::fill(&mut bytes).map_err(|_| Error::Internal("no random bytes from the OS"))?;
+        let n = u16::from_le_bytes(bytes);
+        if n != 0 {
+            return Ok(n);
+        }
+    }
 }
 
 /// The port of a bound tcp endpoint such as `tcp://127.0.0.1:40123` or `tcp://[::1]:40123`.
@@ -125,17 +229,20 @@ fn port_of(endpoint: &str) -> Option<u16> {
     port.parse().ok().filter(|&p| p != 0)
 }
 
-/// Connects `socket` to `endpoint`.
+/// Connects `socket` to `endpoint`, with `ZMQ_IPV6` for a `tcp://[…]` one.
 pub(crate) fn connect(
     socket: &zmq::Socket,
     name: &'static str,
     endpoint: &str,
 ) -> Result<(), Error> {
     check_endpoint(endpoint)?;
+    if endpoint.starts_with("tcp://[") {
+        enable_ipv6(socket, name)?;
+    }
     socket.connect(endpoint).map_err(|source| Error::Socket {
         action: "connect",
         socket: name,
-        endpoint: Some(endpoint.to_string()),
+        endpoint: Some(quote(endpoint)),
         source,
     })
 }
@@ -222,17 +329,60 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn ipc_ports_skip_existing_files() {
+    fn ipc_binds_on_port_0_take_distinct_random_paths_and_never_replace_a_file() {
         let dir = crate::files::tests::TempDir::new();
         let ip = dir.0.join("kernel").display().to_string();
-        std::fs::write(format!("{ip}-1"), b"").unwrap();
-        assert_eq!(free_ipc_port(&ip, &[]).unwrap(), 2);
-        assert_eq!(free_ipc_port(&ip, &[2, 3]).unwrap(), 4);
         let ctx = zmq::Context::new();
-        let a = socket(&ctx, zmq::ROUTER, "a").unwrap();
-        let b = socket(&ctx, zmq::ROUTER, "b").unwrap();
-        let pa = bind(&a, "a", Transport::Ipc, &ip, 0).unwrap();
-        let pb = bind(&b, "b", Transport::Ipc, &ip, 0).unwrap();
-        assert_eq!((pa, pb), (2, 3));
+        let mut ports = Vec::new();
+        let mut files = Vec::new();
+        for _ in 0..32 {
+            let s = socket(&ctx, zmq::ROUTER, "a").unwrap();
+            let port = bind(&s, "a", Transport::Ipc, &ip, 0).unwrap();
+            files.push(ipc_file(Transport::Ipc, &ip, port).unwrap());
+            ports.push((port, s));
+        }
+        let mut numbers: Vec<u16> = ports.iter().map(|(p, _)| *p).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), 32, "distinct paths");
+        // Only the socket files remain (no lock file), and they go with their guards.
+        let names = || -> Vec<String> {
+            std::fs::read_dir(&dir.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names().len(), 32);
+        assert!(names().iter().all(|n| !n.ends_with(".lock")));
+        drop(ports);
+        drop(files);
+        assert_eq!(names(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn ipv6_loopback_binds_and_connects() {
+        let ctx = zmq::Context::new();
+        let server = socket(&ctx, zmq::REP, "server").unwrap();
+        let port = bind(&server, "server", Transport::Tcp, "::1", 0).unwrap();
+        let client = socket(&ctx, zmq::REQ, "client").unwrap();
+        connect(&client, "client", &Transport::Tcp.endpoint("::1", port)).unwrap();
+        client.send("ping", 0).unwrap();
+        assert_eq!(server.recv_bytes(0).unwrap(), b"ping");
+    }
+
+    #[test]
+    fn errors_quote_a_short_escaped_prefix_of_an_endpoint() {
+        let ctx = zmq::Context::new();
+        let s = socket(&ctx, zmq::ROUTER, "test").unwrap();
+        let huge = format!("{}\n{}", "h".repeat(100), "x".repeat(10_000_000));
+        let e = bind(&s, "test", Transport::Tcp, &huge, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 300, "{} bytes: {e:.300}", e.len());
+        assert!(e.contains(&format!("tcp://{}…", "h".repeat(58))), "{e}");
+        let e = connect(&s, "test", &format!("tcp://a\n\0{huge}:1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 300 && !e.contains('\n'), "{e:.300}");
     }
 }
