@@ -13,6 +13,8 @@ use std::process::{Child, ExitCode, ExitStatus};
 use std::time::Duration;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use jupyter_handshake::{ConnectionFile, Evidence, Instant, LauncherEvent};
 use jupyter_handshake::{LaunchId, RegistrarEvent};
@@ -89,6 +91,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long to wait for a reply to one `kernel_info_request` before checking that the kernel is
 /// still alive and asking again: a dead kernel is reported within this, not at the timeout.
 const KERNEL_INFO_SLICE: Duration = Duration::from_millis(500);
+/// How many kernels of a `--count` launch are checked at once: each check holds a client of
+/// five sockets, and libzmq allows 1023 sockets per context.
+const CHECKERS: usize = 64;
 /// How often to look at the kernel process while waiting for it to exit.
 const EXIT_POLL: Duration = Duration::from_millis(2);
 
@@ -251,6 +256,8 @@ fn run_many(
             "--count launches through one registration socket: it needs a handshake mode, not classic",
         ));
     }
+    // A few descriptors per kernel being checked, and per child: the soft limit is often 1024.
+    let _ = process::raise_open_files_limit();
     let verbose = options.verbose;
     let ctx = zmq::Context::new();
     let mut launcher = Launcher::new(&ctx, launch_options)
@@ -287,28 +294,54 @@ fn run_many(
             }
         })
         .map_err(|e| launch_failed(&e, stop))?;
-    // Check and stop every kernel that registered, in parallel; then report in launch order.
-    let checked: Vec<Result<(Launched, Checked), CliError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = results
-            .into_iter()
-            .map(|result| {
-                let ctx = &ctx;
-                scope.spawn(move || {
-                    let mut launched =
-                        result.map_err(|e| CliError::failed(format!("launch failed: {e}")))?;
-                    let checked = check_and_stop(ctx, &mut launched, options.timeout, clock, stop)?;
-                    Ok((launched, checked))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(CliError::failed("a checking thread panicked")))
-            })
-            .collect()
+    // Check and stop every kernel that registered, at most CHECKERS at once (each check holds a
+    // client of five sockets, and libzmq allows 1023 per context), closing each client when its
+    // check is done; then report in launch order.
+    let slots: Vec<Mutex<Option<Result<Launched, LaunchError>>>> = results
+        .into_iter()
+        .map(|result| Mutex::new(Some(result)))
+        .collect();
+    let outcomes: Vec<Mutex<Option<Result<(Launched, Checked), CliError>>>> =
+        slots.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..CHECKERS.min(slots.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(slot) = slots.get(i) else { break };
+                    let Some(result) = slot.lock().ok().and_then(|mut s| s.take()) else {
+                        continue;
+                    };
+                    let outcome =
+                        result
+                            .map_err(|e| launch_failed(&e, stop))
+                            .and_then(|mut launched| {
+                                let checked = check_and_stop(
+                                    &ctx,
+                                    &mut launched,
+                                    options.timeout,
+                                    clock,
+                                    stop,
+                                )?;
+                                Ok((launched, checked))
+                            });
+                    if let Ok(mut out) = outcomes[i].lock() {
+                        *out = Some(outcome);
+                    }
+                }
+            });
+        }
     });
+    let checked: Vec<Result<(Launched, Checked), CliError>> = outcomes
+        .into_iter()
+        .map(|o| {
+            o.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(CliError::failed("a checking thread panicked")))
+        })
+        .collect();
     if stop.requested() {
         return Err(stop.error());
     }

@@ -326,3 +326,29 @@ fn a_closed_stdout_is_no_panic() {
     assert_eq!(status.code(), Some(141), "{stderr}");
     assert_eq!(files(runtime.path(), "kernel-"), Vec::<String>::new());
 }
+
+/// `launch --count 300` (above the old limit of about 200, where the check clients ran out of
+/// libzmq's 1023 sockets per context) reports every kernel ok, and leaves no file behind. The
+/// 1000-kernel run is a command in README (too slow for CI on two cores).
+#[test]
+fn three_hundred_kernels_through_one_socket_all_report_ok() {
+    let runtime = TempDir::new("scale");
+    let mut argv = common::our_kernel_argv();
+    // Generous: on a loaded two-core machine, spawning 300 kernels takes a while.
+    argv.extend(["--ack-timeout".into(), "100".into()]);
+    let command = launch_command(
+        runtime.path(),
+        &["--count", "300", "--timeout", "100"],
+        &argv,
+    );
+    let out = common::run(command);
+    out.assert_success();
+    let ok = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["kernel_info"]["status"] == "ok")
+        .count();
+    assert_eq!(ok, 300, "{}", out.describe());
+    assert_eq!(files(runtime.path(), "kernel-"), Vec::<String>::new());
+}
