@@ -301,7 +301,7 @@ fn run_many(
         .into_iter()
         .map(|result| Mutex::new(Some(result)))
         .collect();
-    let outcomes: Vec<Mutex<Option<Result<(Launched, Checked), CliError>>>> =
+    let outcomes: Vec<Mutex<Option<CheckOutcome>>> =
         slots.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
@@ -333,7 +333,7 @@ fn run_many(
             });
         }
     });
-    let checked: Vec<Result<(Launched, Checked), CliError>> = outcomes
+    let checked: Vec<CheckOutcome> = outcomes
         .into_iter()
         .map(|o| {
             o.into_inner()
@@ -391,6 +391,9 @@ fn run_many(
         )))
     }
 }
+
+/// One kernel of a `--count` launch, checked and stopped, or why not.
+type CheckOutcome = Result<(Launched, Checked), CliError>;
 
 /// Parses the options; `None` means `--help`.
 fn parse(mut args: Args) -> Result<Option<Options>, CliError> {

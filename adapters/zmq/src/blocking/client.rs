@@ -5,7 +5,7 @@
 //! a stdin DEALER with the **same** ZeroMQ identity as the shell one (the spec requires it for
 //! input requests to reach the right frontend), an IOPub SUB subscribed to everything *before*
 //! it connects, and a heartbeat REQ. Messages are signed with the core's
-//! [`Session`](jupyter_handshake::Session) and read with
+//! [`Session`](jupyter_handshake::message::Session) and read with
 //! [`wire::split`](jupyter_handshake::wire::split), verification and the core's header and
 //! parent-header parsing; anything that fails any of it is dropped. Replies are matched to
 //! requests by `parent_header.msg_id`; other messages are skipped.
