@@ -111,6 +111,25 @@ impl Running {
         }
     }
 
+    /// `launch --json -v --count COUNT -- ARGV` in `runtime`, marked with `mark`.
+    fn counted(runtime: &Path, count: usize, argv: &[String], mark: &str) -> Self {
+        let count = count.to_string();
+        let mut command = tool([
+            "launch",
+            "--json",
+            "-v",
+            "--count",
+            &count,
+            "--timeout",
+            "100",
+        ]);
+        command
+            .arg("--")
+            .args(argv)
+            .env("JUPYTER_RUNTIME_DIR", runtime);
+        Self::start(command, mark)
+    }
+
     /// Waits until `n` kernels have registered (the launcher's `-v` lines say so).
     fn registered(&mut self, n: usize) {
         let start = Instant::now();
@@ -194,6 +213,25 @@ fn wrapper(kernels: &[&str], claims: &Path) -> Vec<String> {
     ]
 }
 
+/// Sends `signal` to the launch and checks it exits with `code`, no registration file is left in
+/// `runtime` and no process it started is alive; returns its stderr.
+fn stopped_cleanly(
+    running: Running,
+    signal: &str,
+    code: i32,
+    runtime: &Path,
+    mark: &str,
+) -> String {
+    running.signal(signal);
+    let (exit, stderr) = running.exit_code();
+    assert_eq!(exit, Some(code), "{stderr}");
+    assert_eq!(files(runtime, "kernel-"), Vec::<String>::new(), "{stderr}");
+    wait_until("every process the launch started is gone", || {
+        marked(mark).is_empty()
+    });
+    stderr
+}
+
 /// SIGINT to a launch while a stock ipykernel, started by a shell that does not `exec` it, is
 /// registered and a second copy is still awaited: the launch exits 130, both registration files
 /// are gone, and no process it started (the shells, ipykernel, the sleeper) is left.
@@ -204,12 +242,7 @@ fn sigint_stops_stock_ipykernel_behind_a_wrapper_and_removes_every_file() {
     let mark = new_mark("sigint");
     let ipykernel = format!("\"{}\" -m ipykernel_launcher -f \"$1\"", python_str());
     let argv = wrapper(&[&ipykernel], claims.path());
-    let mut command = tool(["launch", "--json", "-v", "--count", "2", "--timeout", "100"]);
-    command
-        .arg("--")
-        .args(&argv)
-        .env("JUPYTER_RUNTIME_DIR", runtime.path());
-    let mut running = Running::start(command, &mark);
+    let mut running = Running::counted(runtime.path(), 2, &argv, &mark);
     running.registered(1);
     assert_eq!(files(runtime.path(), "kernel-").len(), 2);
     assert!(
@@ -218,13 +251,8 @@ fn sigint_stops_stock_ipykernel_behind_a_wrapper_and_removes_every_file() {
             .any(|(_, c)| c.contains("ipykernel_launcher")),
         "ipykernel runs"
     );
-    running.signal("-INT");
-    let (code, stderr) = running.exit_code();
-    assert_eq!(code, Some(130), "{stderr}");
-    assert_eq!(files(runtime.path(), "kernel-"), Vec::<String>::new());
-    wait_until("every process the launch started is gone", || {
-        marked(&mark).is_empty()
-    });
+    let stderr = stopped_cleanly(running, "-INT", 130, runtime.path(), &mark);
+    assert!(stderr.contains("SIGINT"), "{stderr}");
 }
 
 /// SIGTERM to a launch while our kernel, behind a shell that does not `exec` it and writing its
@@ -240,12 +268,7 @@ fn sigterm_stops_our_kernel_behind_a_wrapper_and_removes_every_file() {
         path_string(runtime.path())
     );
     let argv = wrapper(&[&ours], claims.path());
-    let mut command = tool(["launch", "--json", "-v", "--count", "2", "--timeout", "100"]);
-    command
-        .arg("--")
-        .args(&argv)
-        .env("JUPYTER_RUNTIME_DIR", runtime.path());
-    let mut running = Running::start(command, &mark);
+    let mut running = Running::counted(runtime.path(), 2, &argv, &mark);
     running.registered(1);
     wait_until("the kernel writes its own connection file", || {
         !files(runtime.path(), "own-").is_empty()
@@ -275,12 +298,7 @@ fn kernels_exit_when_their_launcher_is_killed() {
     let ipykernel = format!("exec \"{}\" -m ipykernel_launcher -f \"$1\"", python_str());
     let ours = "exec \"$0\" kernel -f \"$1\"";
     let argv = wrapper(&[&ipykernel, ours], claims.path());
-    let mut command = tool(["launch", "--json", "-v", "--count", "3", "--timeout", "100"]);
-    command
-        .arg("--")
-        .args(&argv)
-        .env("JUPYTER_RUNTIME_DIR", runtime.path());
-    let mut running = Running::start(command, &mark);
+    let mut running = Running::counted(runtime.path(), 3, &argv, &mark);
     running.registered(2);
     // The kernels themselves (the launch's own command line names them too).
     let (python, ours) = (python_str(), format!("{} kernel -f ", binary_str()));
