@@ -25,7 +25,8 @@ use serde_json::Value;
 
 use super::CliError;
 use super::args::{Arg, Args, is_help, joined};
-use super::launch::{Checked, check_and_stop, evidence_name, millis};
+use super::launch::{Checked, check_and_stop, evidence_name, launch_failed, millis};
+use super::signals::Stop;
 use super::trace::{TRACE_ENV, describe_launcher_event, parse_line};
 
 pub(crate) const HELP: &str = "\
@@ -89,6 +90,8 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
         }
     }
 
+    // From here on SIGINT/SIGTERM stop the kernel and remove its file.
+    let stop = Stop::install()?;
     let exe = std::env::current_exe()
         .map_err(|e| CliError::failed(format!("cannot find this program's own path: {e}")))?;
     let exe = exe
@@ -105,6 +108,7 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
         // The kernel's trace lines come on its stderr; it prints nothing on stdout.
         stdout: ChildStdio::Stderr,
         stderr: ChildStdio::Piped,
+        cancel: Some(stop.cancel().clone()),
         ..LaunchOptions::default()
     };
 
@@ -130,7 +134,7 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
         Ok(launched) => launched,
         Err(e) => {
             print_timeline(start, timeline);
-            return Err(CliError::failed(format!("launch failed: {e}")));
+            return Err(launch_failed(&e, &stop));
         }
     };
     println!(
@@ -154,7 +158,7 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
         });
     }
 
-    let checked = check_and_stop(&ctx, &mut launched, timeout, &clock);
+    let checked = check_and_stop(&ctx, &mut launched, timeout, &clock, &stop);
     if let Ok(checked) = &checked {
         timeline.extend(client_entries(checked));
     }

@@ -7,12 +7,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jupyter_handshake::message::Session;
 use jupyter_handshake::{KernelEvent, Signer};
 use jupyter_handshake_zmq::blocking::kernel::{KernelOptions, start_kernel};
 use jupyter_handshake_zmq::clock::Clock;
+use jupyter_handshake_zmq::process::ParentWatch;
 
 use super::CliError;
 use super::args::{Arg, Args, is_help, joined};
@@ -34,7 +37,10 @@ FILE is either
 
 It then answers kernel_info, execute, shutdown (and a few more) requests on shell and control,
 publishes status busy/idle around each on IOPub, welcomes IOPub subscribers, and echoes
-heartbeats, until a shutdown_request arrives (exit status 0).
+heartbeats, until a shutdown_request arrives (exit status 0). It also exits, removing the file
+of --write-connection-file, on SIGTERM (status 143) and when its launcher is gone (status 0):
+the process named by JPY_PARENT_PID (set by launchers, ipykernel's convention) no longer exists,
+or its own parent changed.
 
 Options:
   -f, --connection-file FILE    the connection or registration file (required)
@@ -96,7 +102,15 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
         options.ack_timeout = t;
     }
     options.wait_for_iopub = wait_for_iopub;
-    options.write_connection_file = write_connection_file;
+    options.write_connection_file = write_connection_file.clone();
+    // The key-bearing file we were asked to write goes when we do, however we stop.
+    let remove_own_file = || {
+        if let Some(path) = &write_connection_file {
+            let _ = std::fs::remove_file(path);
+        }
+    };
+    // Made before anything can take long: the parent we must outlive no longer than it lives.
+    let parent = ParentWatch::from_env();
 
     let ctx = zmq::Context::new();
     let started = match start_kernel(&ctx, &file, &options, &mut |at, event| {
@@ -118,6 +132,7 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
             // to go away, and at its deadline, not a second later. The process is about to
             // exit, and the OS reclaims everything.
             std::mem::forget(ctx);
+            remove_own_file();
             return Err(CliError::failed(format!("kernel start-up failed: {e}")));
         }
     };
@@ -138,7 +153,19 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
     if let Some(topic) = &started.first_subscription {
         kernel.welcome(&channels, topic.as_ref());
     }
-    let served = kernel.serve(&channels);
+    // SIGTERM (what a launcher that stops sends to our process group) ends the serve loop in
+    // order, so that the file above is removed; so does the launcher's death.
+    let terminated = Arc::new(AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&terminated));
+    let mut why_stopped = None;
+    let served = kernel.serve(&channels, &mut || {
+        if terminated.load(Ordering::SeqCst) {
+            why_stopped = Some(Stopped::Terminated);
+        } else if parent.gone() {
+            why_stopped = Some(Stopped::ParentGone);
+        }
+        why_stopped.is_some()
+    });
 
     for socket in [
         &channels.shell,
@@ -153,5 +180,28 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
     // Closing the sockets, then the context, flushes what is queued (within the linger).
     drop(channels);
     drop(ctx);
-    served.map(|()| ExitCode::SUCCESS)
+    remove_own_file();
+    served?;
+    match why_stopped {
+        None => Ok(ExitCode::SUCCESS),
+        Some(Stopped::ParentGone) => {
+            super::say(format_args!(
+                "jupyter-handshake kernel: the process that launched this kernel is gone; exiting"
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Stopped::Terminated) => Err(CliError::with_code(
+            "kernel stopped by SIGTERM",
+            u8::try_from(128 + signal_hook::consts::SIGTERM).unwrap_or(1),
+        )),
+    }
+}
+
+/// Why the serve loop stopped before a `shutdown_request`.
+#[derive(Clone, Copy)]
+enum Stopped {
+    /// SIGTERM came.
+    Terminated,
+    /// The launcher (`JPY_PARENT_PID`) or our parent is gone.
+    ParentGone,
 }

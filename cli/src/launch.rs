@@ -13,6 +13,8 @@ use std::process::{Child, ExitCode, ExitStatus};
 use std::time::Duration;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use jupyter_handshake::{ConnectionFile, Evidence, Instant, LauncherEvent, Transport};
 use jupyter_handshake::{LaunchId, RegistrarEvent};
@@ -21,13 +23,15 @@ use jupyter_handshake_zmq::blocking::launcher::{
     ChildStdio, LaunchOptions, Launched, Launcher, launch,
 };
 use jupyter_handshake_zmq::clock::Clock;
-use jupyter_handshake_zmq::error::{Error, quote};
+use jupyter_handshake_zmq::error::{Error, LaunchError, quote};
 use jupyter_handshake_zmq::kernelspec::{KernelSpec, LaunchMode};
+use jupyter_handshake_zmq::process::{self, STOP_GRACE};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::CliError;
 use super::args::{Arg, Args, is_help, utf8_argv};
+use super::signals::Stop;
 use super::trace::{describe_launcher_event, describe_ports};
 
 pub(crate) const HELP: &str = "\
@@ -91,6 +95,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long to wait for a reply to one `kernel_info_request` before checking that the kernel is
 /// still alive and asking again: a dead kernel is reported within this, not at the timeout.
 const KERNEL_INFO_SLICE: Duration = Duration::from_millis(500);
+/// How many kernels of a `--count` launch are checked at once: each check holds a client of
+/// five sockets, and libzmq allows 1023 sockets per context.
+const CHECKERS: usize = 64;
 /// How often to look at the kernel process while waiting for it to exit.
 const EXIT_POLL: Duration = Duration::from_millis(2);
 
@@ -124,6 +131,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
         print!("{HELP}");
         return Ok(ExitCode::SUCCESS);
     };
+    // From here on SIGINT/SIGTERM stop every kernel started and remove every file written.
+    let stop = Stop::install()?;
     let clock = Clock::new();
     let start = clock.now();
 
@@ -184,6 +193,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
         // Our stdout carries the report (one JSON line with --json); the kernel's goes to stderr.
         stdout: ChildStdio::Stderr,
         stderr: ChildStdio::Inherit,
+        cancel: Some(stop.cancel().clone()),
         ..LaunchOptions::default()
     };
     launch_options.transport = options.transport;
@@ -200,7 +210,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
     }
 
     if options.count > 1 {
-        return run_many(&options, &argv, &launch_options, &clock, start);
+        return run_many(&options, &argv, &launch_options, &clock, start, &stop);
     }
     let verbose = options.verbose;
     let ctx = zmq::Context::new();
@@ -213,10 +223,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
             ));
         }
     })
-    .map_err(|e| CliError::failed(format!("launch failed: {e}")))?;
+    .map_err(|e| launch_failed(&e, &stop))?;
     let registered = clock.now();
 
-    let checked = check_and_stop(&ctx, &mut launched, options.timeout, &clock)?;
+    let checked = check_and_stop(&ctx, &mut launched, options.timeout, &clock, &stop)?;
     let total = clock.since(start);
 
     let report = Report {
@@ -229,9 +239,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
         total,
     };
     if options.json {
-        println!("{}", report.json());
+        out(&format!("{}\n", report.json()))?;
     } else {
-        print!("{}", report.human(&argv, options.mode));
+        out(&report.human(&argv, options.mode))?;
     }
     let ok = checked.kernel_info.get("status").and_then(Value::as_str) == Some("ok");
     if ok {
@@ -253,12 +263,15 @@ fn run_many(
     launch_options: &LaunchOptions,
     clock: &Clock,
     start: Instant,
+    stop: &Stop,
 ) -> Result<ExitCode, CliError> {
     if launch_options.mode == LaunchMode::Classic {
         return Err(CliError::usage(
             "--count launches through one registration socket: it needs a handshake mode, not classic",
         ));
     }
+    // A few descriptors per kernel being checked, and per child: the soft limit is often 1024.
+    let _ = process::raise_open_files_limit();
     let verbose = options.verbose;
     let ctx = zmq::Context::new();
     let mut launcher = Launcher::new(&ctx, launch_options)
@@ -294,29 +307,58 @@ fn run_many(
                 ));
             }
         })
-        .map_err(|e| CliError::failed(format!("launch failed: {e}")))?;
-    // Check and stop every kernel that registered, in parallel; then report in launch order.
-    let checked: Vec<Result<(Launched, Checked), CliError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = results
-            .into_iter()
-            .map(|result| {
-                let ctx = &ctx;
-                scope.spawn(move || {
-                    let mut launched =
-                        result.map_err(|e| CliError::failed(format!("launch failed: {e}")))?;
-                    let checked = check_and_stop(ctx, &mut launched, options.timeout, clock)?;
-                    Ok((launched, checked))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(CliError::failed("a checking thread panicked")))
-            })
-            .collect()
+        .map_err(|e| launch_failed(&e, stop))?;
+    // Check and stop every kernel that registered, at most CHECKERS at once (each check holds a
+    // client of five sockets, and libzmq allows 1023 per context), closing each client when its
+    // check is done; then report in launch order.
+    let slots: Vec<Mutex<Option<Result<Launched, LaunchError>>>> = results
+        .into_iter()
+        .map(|result| Mutex::new(Some(result)))
+        .collect();
+    let outcomes: Vec<Mutex<Option<CheckOutcome>>> =
+        slots.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..CHECKERS.min(slots.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(slot) = slots.get(i) else { break };
+                    let Some(result) = slot.lock().ok().and_then(|mut s| s.take()) else {
+                        continue;
+                    };
+                    let outcome =
+                        result
+                            .map_err(|e| launch_failed(&e, stop))
+                            .and_then(|mut launched| {
+                                let checked = check_and_stop(
+                                    &ctx,
+                                    &mut launched,
+                                    options.timeout,
+                                    clock,
+                                    stop,
+                                )?;
+                                Ok((launched, checked))
+                            });
+                    if let Ok(mut out) = outcomes[i].lock() {
+                        *out = Some(outcome);
+                    }
+                }
+            });
+        }
     });
+    let checked: Vec<CheckOutcome> = outcomes
+        .into_iter()
+        .map(|o| {
+            o.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(CliError::failed("a checking thread panicked")))
+        })
+        .collect();
+    if stop.requested() {
+        return Err(stop.error());
+    }
     let total = clock.since(start);
     let mut failures = Vec::new();
     for (index, outcome) in checked.iter().enumerate() {
@@ -341,10 +383,9 @@ fn run_many(
             total,
         };
         if options.json {
-            println!("{}", report.json_line(Some(index)));
+            out(&format!("{}\n", report.json_line(Some(index))))?;
         } else {
-            println!("[{index}]");
-            print!("{}", report.human(argv, options.mode));
+            out(&format!("[{index}]\n{}", report.human(argv, options.mode)))?;
         }
         if checked.kernel_info.get("status").and_then(Value::as_str) != Some("ok") {
             failures.push(format!(
@@ -364,6 +405,9 @@ fn run_many(
         )))
     }
 }
+
+/// One kernel of a `--count` launch, checked and stopped, or why not.
+type CheckOutcome = Result<(Launched, Checked), CliError>;
 
 /// Parses the options; `None` means `--help`.
 fn parse(mut args: Args) -> Result<Option<Options>, CliError> {
@@ -522,24 +566,35 @@ pub(crate) fn check_and_stop(
     launched: &mut Launched,
     timeout: Duration,
     clock: &Clock,
+    stop: &Stop,
 ) -> Result<Checked, CliError> {
     let mut client = match Client::connect(ctx, &launched.connection) {
         Ok(client) => client,
         Err(e) => {
-            kill(&mut launched.child);
-            let _ = launched.remove_file();
+            let _ = launched.kill();
             return Err(CliError::failed(format!(
                 "cannot connect to the kernel: {e}"
             )));
         }
     };
     let kernel_info_sent = clock.now();
-    let info = ask_kernel_info(&mut client, &mut launched.child, timeout, clock);
+    let info = ask_kernel_info(&mut client, &mut launched.child, timeout, clock, stop);
     let kernel_info_received = clock.now();
-    let shutdown = shut_down(&mut client, &mut launched.child, clock);
+    if stop.requested() {
+        // Stopping: no shutdown_request, the kernel's group is stopped at once, gracefully.
+        drop(client);
+        let _ = launched.stop(STOP_GRACE);
+        return Err(stop.error());
+    }
+    let shutdown = shut_down(&mut client, &mut launched.child, clock, stop);
     drop(client);
+    // Whatever the kernel left in its process group (a wrapper's children) goes with it.
+    let _ = process::kill(&mut launched.child);
     // The file holds the key; the kernel is gone, so nothing needs it any more.
     let _ = launched.remove_file();
+    if stop.requested() {
+        return Err(stop.error());
+    }
     // Say what became of a kernel that was still there to be asked to shut down.
     let info = info.map_err(|e| {
         if shutdown.replied.is_some() || matches!(shutdown.exit, Exit::Killed) {
@@ -567,9 +622,13 @@ fn ask_kernel_info(
     child: &mut Child,
     timeout: Duration,
     clock: &Clock,
+    stop: &Stop,
 ) -> Result<Value, CliError> {
     let start = clock.now();
     loop {
+        if stop.requested() {
+            return Err(stop.error());
+        }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(CliError::failed(format!(
                 "the kernel exited ({}) before answering kernel_info",
@@ -593,7 +652,7 @@ fn ask_kernel_info(
 
 /// Asks the kernel to shut down on control, waits for it to exit, and kills it only once
 /// [`SHUTDOWN_GRACE`] has passed since the request.
-fn shut_down(client: &mut Client, child: &mut Child, clock: &Clock) -> Shutdown {
+fn shut_down(client: &mut Client, child: &mut Child, clock: &Clock, stop: &Stop) -> Shutdown {
     let requested = clock.now();
     let (reply, replied) = match child.try_wait() {
         Ok(Some(status)) => (
@@ -612,12 +671,16 @@ fn shut_down(client: &mut Client, child: &mut Child, clock: &Clock) -> Shutdown 
         match child.try_wait() {
             Ok(Some(status)) => break Exit::Exited(status),
             Ok(None) if clock.since(requested) >= SHUTDOWN_GRACE => {
-                kill(child);
+                let _ = process::kill(child);
+                break Exit::Killed;
+            }
+            Ok(None) if stop.requested() => {
+                let _ = process::stop(child, STOP_GRACE);
                 break Exit::Killed;
             }
             Ok(None) => std::thread::sleep(EXIT_POLL),
             Err(e) => {
-                kill(child);
+                let _ = process::kill(child);
                 break Exit::Unknown(e.to_string());
             }
         }
@@ -631,12 +694,28 @@ fn shut_down(client: &mut Client, child: &mut Child, clock: &Clock) -> Shutdown 
     }
 }
 
-/// Kills and reaps `child`, ignoring errors (it may be gone already).
-fn kill(child: &mut Child) {
-    if matches!(child.try_wait(), Ok(None)) {
-        let _ = child.kill();
+/// The error for a launch that failed: the signal's, when it was stopped by one.
+pub(crate) fn launch_failed(error: &LaunchError, stop: &Stop) -> CliError {
+    match error {
+        LaunchError::Cancelled => stop.error(),
+        other => CliError::failed(format!("launch failed: {other}")),
     }
-    let _ = child.wait();
+}
+
+/// Writes `text` on stdout. A reader that went away (`launch --json | head -c0`) is no error to
+/// report: the tool exits quietly with the status a broken pipe conventionally gives, 141
+/// (128 + SIGPIPE), as a program killed by SIGPIPE would.
+pub(crate) fn out(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(CliError::quiet(141)),
+        Err(e) => Err(CliError::failed(format!("cannot write the report: {e}"))),
+    }
 }
 
 /// The report of one launch.

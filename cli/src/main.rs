@@ -23,6 +23,7 @@ mod kernel;
 mod kernelspec;
 mod launch;
 mod serve;
+mod signals;
 mod trace;
 
 use std::ffi::OsString;
@@ -73,6 +74,19 @@ impl CliError {
         }
     }
 
+    /// A stop with its own exit status (128 + a signal's number, say).
+    pub(crate) fn with_code(message: impl Into<String>, code: u8) -> Self {
+        Self {
+            message: message.into(),
+            code,
+        }
+    }
+
+    /// An exit with `code` and nothing to say (stdout's reader went away, say).
+    pub(crate) fn quiet(code: u8) -> Self {
+        Self::with_code(String::new(), code)
+    }
+
     /// A failure while doing the work (exit status 1).
     pub(crate) fn failed(message: impl Into<String>) -> Self {
         Self {
@@ -112,7 +126,9 @@ fn main() -> ExitCode {
     match run(std::env::args_os().skip(1).collect()) {
         Ok(code) => code,
         Err(e) => {
-            say(format_args!("jupyter-handshake: error: {e}"));
+            if !e.message.is_empty() {
+                say(format_args!("jupyter-handshake: error: {e}"));
+            }
             ExitCode::from(e.code)
         }
     }

@@ -26,6 +26,9 @@ use serde_json::{Map, Value, json};
 use super::CliError;
 use super::trace::Tracer;
 
+/// How often the serve loop asks whether to stop (the parent watch, SIGTERM) while idle.
+pub(crate) const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The five bound channels.
 pub(crate) struct Channels {
     /// Shell, ROUTER.
@@ -96,10 +99,19 @@ impl Kernel {
         self.on_subscription(&channels.iopub, topic);
     }
 
-    /// Serves until a `shutdown_request` has been answered.
-    pub(crate) fn serve(&mut self, channels: &Channels) -> Result<(), CliError> {
+    /// Serves until a `shutdown_request` has been answered (`Ok(true)`), or until `stopped`
+    /// says to stop (`Ok(false)`; it is asked at least every [`WATCH_EVERY`]).
+    pub(crate) fn serve(
+        &mut self,
+        channels: &Channels,
+        stopped: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, CliError> {
         self.trace("serving: waiting for requests on shell and control");
+        let watch_ms = i64::try_from(WATCH_EVERY.as_millis()).unwrap_or(1000);
         loop {
+            if stopped() {
+                return Ok(false);
+            }
             // Control first: it is the channel that must stay responsive (shutdown, interrupt).
             let mut items = [
                 channels.control.as_poll_item(zmq::POLLIN),
@@ -108,7 +120,7 @@ impl Kernel {
                 channels.iopub.as_poll_item(zmq::POLLIN),
                 channels.hb.as_poll_item(zmq::POLLIN),
             ];
-            match zmq::poll(&mut items, -1) {
+            match zmq::poll(&mut items, watch_ms) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => {
                     return Err(CliError::failed(format!(
@@ -121,7 +133,7 @@ impl Kernel {
                 if let Some(frames) = receive(&channels.control, "control")? {
                     let flow = self.on_request(Channel::Control, channels, &frames);
                     if flow == Flow::Shutdown {
-                        return Ok(());
+                        return Ok(true);
                     }
                 }
             }
@@ -129,7 +141,7 @@ impl Kernel {
                 if let Some(frames) = receive(&channels.shell, "shell")? {
                     let flow = self.on_request(Channel::Shell, channels, &frames);
                     if flow == Flow::Shutdown {
-                        return Ok(());
+                        return Ok(true);
                     }
                 }
             }

@@ -63,28 +63,64 @@ fn classic_launch_of_our_kernel() {
 
 /// `kernel --write-connection-file PATH` (JEP 66's suggestion): after a handshake launch the
 /// kernel's own connection file holds the ports the launcher reported, with the key, mode 0600;
-/// and that key (shared by launcher and kernel) appears nowhere in either side's output, even
-/// with the launcher's `--verbose` events and the kernel's trace switched on.
+/// that key (shared by launcher and kernel) appears nowhere in either side's output, even
+/// with the launcher's `--verbose` events and the kernel's trace switched on; and the file, which
+/// holds the key, is gone once the kernel has shut down cleanly. A wrapper copies it, mode and
+/// all, while the kernel runs: `--count 2`, where the second copy never registers, keeps the
+/// first kernel running until that launch times out; then the first is checked and shut down.
 #[test]
 fn kernel_writes_its_own_connection_file() {
     let runtime = TempDir::new("rt");
     let own = TempDir::new("own");
     let own_file = own.join("kernel-own.json");
-    let mut argv = our_kernel_argv();
-    argv.push("--write-connection-file".into());
-    argv.push(common::path_string(&own_file));
+    let copy = own.join("copy.json");
+    let script = r#"own="$2"
+if mkdir "$own.claim" 2>/dev/null; then
+  "$0" kernel -f "$1" --write-connection-file "$own" & k=$!
+  while [ ! -e "$own" ] && kill -0 "$k" 2>/dev/null; do sleep 0.01; done
+  cp -p "$own" "$3"; wait "$k"
+else sleep 300; fi"#;
+    let argv = vec![
+        "sh".into(),
+        "-c".into(),
+        script.into(),
+        common::binary_str(),
+        "{connection_file}".into(),
+        common::path_string(&own_file),
+        common::path_string(&copy),
+    ];
     // As verbose as both sides can be: launcher events, and the kernel's trace lines.
-    let mut command = launch_command(runtime.path(), &["--verbose"], &argv);
+    let mut command = launch_command(
+        runtime.path(),
+        &["--verbose", "--count", "2", "--timeout", "3"],
+        &argv,
+    );
     command.env("JUPYTER_HANDSHAKE_TRACE", "1");
     let out = run(command);
-    let report = successful_launch(&out, "handshake");
+    assert_eq!(
+        out.code(),
+        Some(1),
+        "the second copy timed out\n{}",
+        out.describe()
+    );
+    let report = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON lines"))
+        .find(|r| r["index"] == 0)
+        .unwrap_or_else(|| panic!("no report of kernel 0\n{}", out.describe()));
+    assert_eq!(report["kernel_info"]["status"], "ok", "{}", out.describe());
     assert!(
         out.stderr.contains("jupyter-handshake-trace "),
         "the kernel's trace was on\n{}",
         out.describe()
     );
-    let text = std::fs::read_to_string(&own_file)
-        .unwrap_or_else(|e| panic!("{}: {e}\n{}", own_file.display(), out.describe()));
+    assert!(
+        !own_file.exists(),
+        "the kernel's own connection file (it holds the key) is removed at a clean exit"
+    );
+    let text = std::fs::read_to_string(&copy)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", copy.display(), out.describe()));
     let written: Value = serde_json::from_str(&text).expect("the connection file is JSON");
     assert_eq!(
         ports_of(&written),
@@ -102,7 +138,7 @@ fn kernel_writes_its_own_connection_file() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&own_file).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "a file with the key must be private");
     }
 }

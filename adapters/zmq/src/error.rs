@@ -194,6 +194,10 @@ pub enum LaunchError {
     /// restarted through it.
     #[error("this kernel was not launched through a shared registration socket")]
     NotShared,
+    /// The launch was cancelled through [`LaunchOptions::cancel`](crate::launch::LaunchOptions::cancel):
+    /// every kernel it started has been stopped and every file it wrote removed.
+    #[error("the launch was cancelled; its kernels were stopped and their files removed")]
+    Cancelled,
 }
 
 impl From<RegistrarError> for LaunchError {

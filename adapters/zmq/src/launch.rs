@@ -69,6 +69,7 @@ use crate::files::{
     read_handshake_file, runtime_dir, write_private_atomic,
 };
 use crate::kernelspec::LaunchMode;
+use crate::process::{self, Cancel, PARENT_PID_ENV, STOP_GRACE};
 use crate::sockets::{IpcFile, Wrap, bind, configure, ipc_file, send, socket};
 use crate::wait::{Engine, Interest, Watch};
 use jupyter_handshake::{
@@ -146,6 +147,10 @@ pub struct LaunchOptions {
     pub stdout: ChildStdio,
     /// Where the kernel's stderr goes (default: inherited).
     pub stderr: ChildStdio,
+    /// Ends the launch early when cancelled (from a signal handler, say): every kernel it
+    /// started is then stopped, gracefully (see [`process::stop`]), every file it wrote
+    /// removed, and it fails with [`LaunchError::Cancelled`] (default: none).
+    pub cancel: Option<Cancel>,
 }
 
 impl Default for LaunchOptions {
@@ -160,6 +165,7 @@ impl Default for LaunchOptions {
             env: Vec::new(),
             stdout: ChildStdio::Inherit,
             stderr: ChildStdio::Inherit,
+            cancel: None,
         }
     }
 }
@@ -172,7 +178,8 @@ pub struct Launched {
     /// How the launcher knows its ports: a `handshake_request`, a rewrite of the file, or
     /// classic (it does not).
     pub evidence: Evidence,
-    /// The kernel process. Dropping it does not stop the kernel.
+    /// The kernel process, the leader of its own process group. Dropping it does not stop the
+    /// kernel: [`stop`](Self::stop) or [`kill`](Self::kill) do, with everything in its group.
     pub child: Child,
     /// The registration or connection file handed to the kernel; still on disk.
     pub file: PathBuf,
@@ -191,6 +198,26 @@ impl Launched {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
         }
+    }
+
+    /// Stops the kernel and everything in its process group, gracefully ([`process::stop`]:
+    /// SIGTERM, up to `grace` to exit, then SIGKILL), reaps it, and removes its file (which
+    /// holds the key). For a kernel that does not answer a `shutdown_request`, or for a program
+    /// that is itself stopping (on SIGINT or SIGTERM, say). Returns how the kernel ended.
+    pub fn stop(&mut self, grace: Duration) -> io::Result<std::process::ExitStatus> {
+        let status = process::stop(&mut self.child, grace);
+        let removed = self.remove_file();
+        let status = status?;
+        removed.map(|()| status)
+    }
+
+    /// Kills the kernel and everything in its process group at once (SIGKILL), reaps it, and
+    /// removes its file. Returns how the kernel ended.
+    pub fn kill(&mut self) -> io::Result<std::process::ExitStatus> {
+        let status = process::kill(&mut self.child);
+        let removed = self.remove_file();
+        let status = status?;
+        removed.map(|()| status)
     }
 }
 
@@ -275,7 +302,7 @@ pub(crate) fn launch_classic(
     connection.kernel_name.clone_from(&options.kernel_name);
     let mut process = Process::new(&dir, &new_session_id());
     if let Err(error) = process.write_and_spawn(argv, options, connection.to_json_pretty()) {
-        process.stop();
+        process.stop(None);
         return Err(error);
     }
     let child = process
@@ -349,17 +376,23 @@ impl Process {
         self.seen = Some(Seen { stat, bytes });
         let argv = substitute_connection_file(argv, &self.file);
         let (program, args) = argv.split_first().ok_or(LaunchError::EmptyCommand)?;
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
+            // ipykernel's parent watch: the kernel exits once this process is gone.
+            .env(PARENT_PID_ENV, std::process::id().to_string())
             .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(options.stdout.to_stdio())
-            .stderr(options.stderr.to_stdio())
-            .spawn()
-            .map_err(|source| LaunchError::Spawn {
-                program: program.clone(),
-                source,
-            })?;
+            .stderr(options.stderr.to_stdio());
+        // A process group of its own, as jupyter_client does: stopping the kernel signals the
+        // group (a wrapper's children too), and a Ctrl-C at our terminal is ours to handle.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command.spawn().map_err(|source| LaunchError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
         self.child = Some(child);
         Ok(())
     }
@@ -407,13 +440,18 @@ impl Process {
         }
     }
 
-    /// Kills and reaps the child (if still running) and removes the file (if we wrote it).
-    fn stop(&mut self) {
+    /// Stops the child's process group and reaps the child, and removes the file (if we wrote
+    /// it). With `until`, gracefully ([`process::stop`], SIGTERM already sent by the caller or
+    /// sent now, SIGKILL at `until`); without, at once ([`process::kill`]).
+    fn stop(&mut self, until: Option<std::time::Instant>) {
         if let Some(mut child) = self.child.take() {
-            if matches!(child.try_wait(), Ok(None)) {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
+            let _ = match until {
+                Some(until) => process::stop(
+                    &mut child,
+                    until.saturating_duration_since(std::time::Instant::now()),
+                ),
+                None => process::kill(&mut child),
+            };
         }
         if self.seen.take().is_some() {
             let _ = std::fs::remove_file(&self.file);
@@ -601,10 +639,7 @@ impl<S: Wrap> Fleet<S> {
             .iter_mut()
             .find(|m| m.id == id)
             .ok_or(RegistrarError::UnknownLaunch(id))?;
-        if matches!(launched.child.try_wait(), Ok(None)) {
-            let _ = launched.child.kill();
-        }
-        let _ = launched.child.wait();
+        let _ = process::kill(&mut launched.child);
         member.awaited = true;
         member.registered = None;
         member.last_rejection = None;
@@ -646,6 +681,14 @@ impl<S: Wrap> Fleet<S> {
         &mut self,
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
     ) -> Result<(), LaunchError> {
+        if self
+            .options
+            .cancel
+            .as_ref()
+            .is_some_and(Cancel::is_cancelled)
+        {
+            return Err(LaunchError::Cancelled);
+        }
         let now = self.clock.now();
         for i in 0..self.members.len() {
             let id = self.members[i].id;
@@ -788,13 +831,23 @@ impl<S: Wrap> Fleet<S> {
         outcome: Result<(), LaunchError>,
     ) -> Result<Vec<Result<Launched, LaunchError>>, LaunchError> {
         let mut results = Vec::with_capacity(ids.len());
+        // When the driver failed (or was cancelled), every awaited kernel is stopped: SIGTERM
+        // to all of them first, so that they share one grace period, SIGKILL after it.
+        let stopping = outcome.is_err().then(|| {
+            for member in self.members.iter().filter(|m| m.awaited) {
+                if let Some(child) = &member.process.child {
+                    let _ = process::terminate(child);
+                }
+            }
+            std::time::Instant::now() + STOP_GRACE
+        });
         for i in 0..self.members.len() {
             if !self.members[i].awaited {
                 continue;
             }
             self.members[i].awaited = false;
             let id = self.members[i].id;
-            let result = self.outcome(i, outcome.as_ref().err().is_some());
+            let result = self.outcome(i, stopping);
             results.push((id, result));
         }
         outcome?;
@@ -807,9 +860,14 @@ impl<S: Wrap> Fleet<S> {
             .collect())
     }
 
-    /// Member `i`'s outcome, from the core's state, connection and failure; `stopped` when the
-    /// driver failed and every kernel is stopped.
-    fn outcome(&mut self, i: usize, stopped: bool) -> Result<Launched, LaunchError> {
+    /// Member `i`'s outcome, from the core's state, connection and failure; `stopping` (when
+    /// to kill what SIGTERM did not stop) when the driver failed and every kernel is stopped.
+    fn outcome(
+        &mut self,
+        i: usize,
+        stopping: Option<std::time::Instant>,
+    ) -> Result<Launched, LaunchError> {
+        let stopped = stopping.is_some();
         let member = &mut self.members[i];
         let id = member.id;
         let connected = self.registrar.launch_state(id) == Some(LauncherState::Connected);
@@ -850,7 +908,7 @@ impl<S: Wrap> Fleet<S> {
                 None => Error::Internal("the launch ended neither connected nor failed").into(),
             },
         };
-        member.process.stop();
+        member.process.stop(stopping);
         Err(error)
     }
 }

@@ -33,6 +33,7 @@ pub mod clock;
 pub mod error;
 pub mod files;
 pub mod kernelspec;
+pub mod process;
 
 #[cfg(any(feature = "blocking", feature = "async"))]
 pub mod client;
