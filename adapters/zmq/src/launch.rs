@@ -70,7 +70,7 @@ use crate::files::{
 };
 use crate::kernelspec::LaunchMode;
 use crate::process::{self, Cancel, PARENT_PID_ENV, STOP_GRACE};
-use crate::sockets::{IpcFile, Wrap, bind, configure, ipc_file, send, socket};
+use crate::sockets::{IpcFile, Wrap, bind, configure, ipc_file, send, socket, try_recv};
 use crate::wait::{Engine, Interest, Watch};
 use jupyter_handshake::{
     LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarError,
@@ -621,8 +621,28 @@ impl<S: Wrap> Fleet<S> {
             });
             self.drain(observer)?;
             ids.push(Ok(id));
+            // Spawning many kernels takes seconds: serve the registrations that arrived
+            // meanwhile, so that an early kernel gets its reply before its own ack timeout.
+            self.serve_queued(observer)?;
         }
         Ok(ids)
+    }
+
+    /// Hands the registrar the messages already queued on the registration socket (at most one
+    /// wake-up's batch), without waiting.
+    fn serve_queued(
+        &mut self,
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<(), LaunchError> {
+        for _ in 0..crate::wait::MAX_BATCH {
+            let Some(frames) = try_recv(self.router.raw(), "registration")? else {
+                break;
+            };
+            let now = self.clock.now();
+            self.registrar.receive(now, &frames);
+            self.drain(observer)?;
+        }
+        Ok(())
     }
 
     /// Starts a registered or failed launch over, for a new process of the same kernel: the old
