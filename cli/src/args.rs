@@ -149,10 +149,9 @@ pub(crate) fn utf8_argv(rest: Vec<OsString>) -> Result<Vec<String>, CliError> {
         .collect()
 }
 
-/// A short, escaped prefix of `text`, for quoting in a message (see
-/// [`quote`](jupyter_handshake_zmq::error::quote)).
+/// A short, escaped prefix of `text`, for quoting in a message.
 pub(crate) fn prefix(text: &str) -> String {
-    jupyter_handshake_zmq::error::quote(text)
+    crate::driver::quote(text)
 }
 
 /// Parses a positive, finite number of seconds, at most a year (a larger value is surely a typo,

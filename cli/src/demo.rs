@@ -1,6 +1,6 @@
 //! `jupyter-handshake demo`: the handshake, watched from both sides, on one clock.
 //!
-//! The demo launches this very binary's `kernel` subcommand through the library's `launch`, so it
+//! The demo launches this very binary's `kernel` subcommand through the driver's `launch`, so it
 //! needs nothing installed. Two state machines take part, in two processes:
 //!
 //! * the launcher's, in this process: its events come from `launch`'s observer;
@@ -18,13 +18,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use jupyter_handshake::{Evidence, Instant, LauncherEvent};
-use jupyter_handshake_zmq::blocking::launcher::{ChildStdio, LaunchOptions, Launched, launch};
-use jupyter_handshake_zmq::clock::Clock;
-use jupyter_handshake_zmq::kernelspec::LaunchMode;
 use serde_json::Value;
 
 use super::CliError;
 use super::args::{Arg, Args, is_help, joined};
+use super::driver::{Clock, Driver, LaunchMode, LaunchSettings, Launched, Stdio};
 use super::launch::{Checked, check_and_stop, evidence_name, launch_failed, millis};
 use super::signals::Stop;
 use super::trace::{TRACE_ENV, describe_launcher_event, parse_line};
@@ -101,15 +99,14 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
     let argv: Vec<String> = [exe.as_str(), "kernel", "-f", "{connection_file}"]
         .map(String::from)
         .to_vec();
-    let options = LaunchOptions {
+    let options = LaunchSettings {
         mode: LaunchMode::Handshake,
         timeout,
         env: vec![(TRACE_ENV.into(), "1".into())],
         // The kernel's trace lines come on its stderr; it prints nothing on stdout.
-        stdout: ChildStdio::Stderr,
-        stderr: ChildStdio::Piped,
-        cancel: Some(stop.cancel().clone()),
-        ..LaunchOptions::default()
+        stdout: Stdio::Stderr,
+        stderr: Stdio::Piped,
+        ..LaunchSettings::new(stop.cancel().clone())
     };
 
     let clock = Clock::new();
@@ -119,8 +116,8 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
 
     let mut timeline: Vec<Entry> = Vec::new();
     let mut registered_at: Option<Instant> = None;
-    let ctx = zmq::Context::new();
-    let launched = launch(&ctx, &argv, &options, &mut |at, event| {
+    let driver = Driver::new()?;
+    let launched = driver.launch(&argv, &options, &mut |at, event| {
         if matches!(event, LauncherEvent::Registered { .. }) {
             registered_at = Some(at);
         }
@@ -144,8 +141,7 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
     );
     let reader = launched
         .child
-        .stderr
-        .take()
+        .take_stderr()
         .map(|pipe| spawn_reader(pipe, clock));
     if let Some(at) = registered_at {
         // `launch` measures from the spawn to the registration; the spawn itself is no core
@@ -158,7 +154,7 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
         });
     }
 
-    let checked = check_and_stop(&ctx, &mut launched, timeout, &clock, &stop);
+    let checked = check_and_stop(&driver, &mut launched, timeout, &clock, &stop);
     if let Ok(checked) = &checked {
         timeline.extend(client_entries(checked));
     }

@@ -1,9 +1,10 @@
 //! `jupyter-handshake kernel -f FILE`: the built-in kernel.
 //!
-//! Start-up is entirely the library's `start_kernel`: it reads the file, binds the five channels
+//! Start-up is entirely the driver's `start_kernel`: it reads the file, binds the five channels
 //! (on port 0 for a registration file, on the file's ports for a classic one), performs the
 //! handshake when the file asks for it, and gives back the bound sockets. This module only maps
-//! options, prints the trace, and hands the sockets to the [serve loop](super::serve).
+//! options, prints the trace, and hands the sockets to the driver's serve loop, which feeds the
+//! [kernel](super::serve) their messages.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,13 +14,11 @@ use std::time::Duration;
 
 use jupyter_handshake::message::Session;
 use jupyter_handshake::{KernelEvent, Signer};
-use jupyter_handshake_zmq::blocking::kernel::{KernelOptions, start_kernel};
-use jupyter_handshake_zmq::clock::Clock;
-use jupyter_handshake_zmq::process::ParentWatch;
 
 use super::CliError;
 use super::args::{Arg, Args, is_help, joined};
-use super::serve::{Channels, Kernel};
+use super::driver::{Clock, Driver, KernelSettings, ParentWatch};
+use super::serve::Kernel;
 use super::trace::{Tracer, describe_kernel_event};
 
 pub(crate) const HELP: &str = "\
@@ -57,10 +56,6 @@ Environment:
                                 'jupyter-handshake-trace <unix_micros> kernel <text>'
 ";
 
-/// Linger on shutdown: long enough for the `shutdown_reply` and the last `status: idle` to leave,
-/// short enough that a vanished client never keeps the process alive.
-const EXIT_LINGER_MS: i32 = 1000;
-
 /// `jupyter-handshake kernel …`.
 pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
     let mut file: Option<PathBuf> = None;
@@ -97,7 +92,7 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
     })?;
 
     let tracer = Tracer::from_env();
-    let mut options = KernelOptions::default();
+    let mut options = KernelSettings::default();
     if let Some(t) = ack_timeout {
         options.ack_timeout = t;
     }
@@ -112,8 +107,8 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
     // Made before anything can take long: the parent we must outlive no longer than it lives.
     let parent = ParentWatch::from_env();
 
-    let ctx = zmq::Context::new();
-    let started = match start_kernel(&ctx, &file, &options, &mut |at, event| {
+    let driver = Driver::new()?;
+    let started = match driver.start_kernel(&file, &options, &mut |at, event| {
         if tracer.enabled() {
             tracer.kernel(at, &describe_kernel_event(event));
         } else if matches!(event, KernelEvent::Rejected(_)) {
@@ -127,11 +122,9 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
     }) {
         Ok(started) => started,
         Err(e) => {
-            // Terminating the context would wait up to the sockets' linger for a
-            // handshake_request nobody took; the JEP wants a kernel without an acknowledgement
-            // to go away, and at its deadline, not a second later. The process is about to
-            // exit, and the OS reclaims everything.
-            std::mem::forget(ctx);
+            // The JEP wants a kernel without an acknowledgement to go away, and at its
+            // deadline, not a second later: nothing waits for its sockets' linger.
+            driver.abandon();
             remove_own_file();
             return Err(CliError::failed(format!("kernel start-up failed: {e}")));
         }
@@ -141,24 +134,14 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
     let signer = Signer::new(connection.signature_scheme, &connection.key);
     // The handshake's session id, so that every message of this process carries the same one.
     let session = Session::new(options.session_id.clone(), options.username.clone(), signer);
-    let sockets = started.sockets;
-    let channels = Channels {
-        shell: sockets.shell,
-        iopub: sockets.iopub,
-        stdin: sockets.stdin,
-        control: sockets.control,
-        hb: sockets.hb,
-    };
     let mut kernel = Kernel::new(session, Clock::new(), tracer);
-    if let Some(topic) = &started.first_subscription {
-        kernel.welcome(&channels, topic.as_ref());
-    }
     // SIGTERM (what a launcher that stops sends to our process group) ends the serve loop in
     // order, so that the file above is removed; so does the launcher's death.
     let terminated = Arc::new(AtomicBool::new(false));
     let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&terminated));
     let mut why_stopped = None;
-    let served = kernel.serve(&channels, &mut || {
+    let welcome = started.first_subscription.as_deref();
+    let served = driver.serve(started.channels, &mut kernel, welcome, &mut || {
         if terminated.load(Ordering::SeqCst) {
             why_stopped = Some(Stopped::Terminated);
         } else if parent.gone() {
@@ -166,20 +149,8 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
         }
         why_stopped.is_some()
     });
-
-    for socket in [
-        &channels.shell,
-        &channels.iopub,
-        &channels.stdin,
-        &channels.control,
-        &channels.hb,
-    ] {
-        // Best effort: a socket that refuses the option keeps libzmq's default.
-        let _ = socket.set_linger(EXIT_LINGER_MS);
-    }
-    // Closing the sockets, then the context, flushes what is queued (within the linger).
-    drop(channels);
-    drop(ctx);
+    // Closing the driver flushes what is queued (within the sockets' linger).
+    drop(driver);
     remove_own_file();
     served?;
     match why_stopped {

@@ -9,7 +9,7 @@
 //! The report never contains the key: the connection is printed field by field, without it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitCode, ExitStatus};
+use std::process::{ExitCode, ExitStatus};
 use std::time::Duration;
 
 use std::collections::HashMap;
@@ -18,19 +18,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use jupyter_handshake::{ConnectionFile, Evidence, Instant, LauncherEvent, Transport};
 use jupyter_handshake::{LaunchId, RegistrarEvent};
-use jupyter_handshake_zmq::blocking::client::Client;
-use jupyter_handshake_zmq::blocking::launcher::{
-    ChildStdio, LaunchOptions, Launched, Launcher, launch,
-};
-use jupyter_handshake_zmq::clock::Clock;
-use jupyter_handshake_zmq::error::{Error, LaunchError, quote};
-use jupyter_handshake_zmq::kernelspec::{KernelSpec, LaunchMode};
-use jupyter_handshake_zmq::process::{self, STOP_GRACE};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::CliError;
-use super::args::{Arg, Args, is_help, utf8_argv};
+use super::args::{Arg, Args, is_help, prefix as quote, utf8_argv};
+use super::driver::{
+    Child, Client, Clock, Driver, KernelSpec, LaunchFailure, LaunchMode, LaunchSettings, Launched,
+    RequestFailure, STOP_GRACE, raise_open_files_limit, runtime_dir,
+};
 use super::signals::Stop;
 use super::trace::{describe_launcher_event, describe_ports};
 
@@ -96,7 +92,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// still alive and asking again: a dead kernel is reported within this, not at the timeout.
 const KERNEL_INFO_SLICE: Duration = Duration::from_millis(500);
 /// How many kernels of a `--count` launch are checked at once: each check holds a client of
-/// five sockets, and libzmq allows 1023 sockets per context.
+/// five sockets (libzmq allows 1023 sockets per context) and a few descriptors.
 const CHECKERS: usize = 64;
 /// How often to look at the kernel process while waiting for it to exit.
 const EXIT_POLL: Duration = Duration::from_millis(2);
@@ -174,7 +170,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
             .as_ref()
             .map_or(LaunchMode::Handshake, |(spec, _)| spec.launch_mode()),
     };
-    let mut launch_options = LaunchOptions {
+    let mut launch_options = LaunchSettings {
         mode,
         timeout: options.timeout,
         dir: options.dir.clone(),
@@ -190,43 +186,47 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
         kernel_name: spec
             .as_ref()
             .and_then(|(_, dir)| dir.file_name()?.to_str().map(str::to_owned)),
-        // Our stdout carries the report (one JSON line with --json); the kernel's goes to stderr.
-        stdout: ChildStdio::Stderr,
-        stderr: ChildStdio::Inherit,
-        cancel: Some(stop.cancel().clone()),
-        ..LaunchOptions::default()
+        // Our stdout carries the report (one JSON line with --json); the kernel's goes to stderr
+        // (the settings' default).
+        ..LaunchSettings::new(stop.cancel().clone())
     };
     launch_options.transport = options.transport;
     match (&options.ip, options.transport) {
         (Some(ip), _) => launch_options.ip.clone_from(ip),
         (None, Transport::Ipc) => {
-            let dir = launch_options
-                .dir
-                .clone()
-                .unwrap_or_else(jupyter_handshake_zmq::files::runtime_dir);
+            let dir = launch_options.dir.clone().unwrap_or_else(runtime_dir);
             launch_options.ip = dir.join("kernel-ipc").to_string_lossy().into_owned();
         }
         (None, Transport::Tcp) => {}
     }
 
+    let driver = Driver::new()?;
     if options.count > 1 {
-        return run_many(&options, &argv, &launch_options, &clock, start, &stop);
+        return run_many(
+            &driver,
+            &options,
+            &argv,
+            &launch_options,
+            &clock,
+            start,
+            &stop,
+        );
     }
     let verbose = options.verbose;
-    let ctx = zmq::Context::new();
-    let mut launched = launch(&ctx, &argv, &launch_options, &mut |at, event| {
-        if verbose {
-            super::say(format_args!(
-                "jupyter-handshake launch: [{}] launcher {}",
-                millis(at.saturating_duration_since(start)),
-                describe_launcher_event(event)
-            ));
-        }
-    })
-    .map_err(|e| launch_failed(&e, &stop))?;
+    let mut launched = driver
+        .launch(&argv, &launch_options, &mut |at, event| {
+            if verbose {
+                super::say(format_args!(
+                    "jupyter-handshake launch: [{}] launcher {}",
+                    millis(at.saturating_duration_since(start)),
+                    describe_launcher_event(event)
+                ));
+            }
+        })
+        .map_err(|e| launch_failed(&e, &stop))?;
     let registered = clock.now();
 
-    let checked = check_and_stop(&ctx, &mut launched, options.timeout, &clock, &stop)?;
+    let checked = check_and_stop(&driver, &mut launched, options.timeout, &clock, &stop)?;
     let total = clock.since(start);
 
     let report = Report {
@@ -258,9 +258,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
 /// `--count N`: N copies through one registration socket, then each checked and stopped (in
 /// parallel, one thread each), and reported in launch order.
 fn run_many(
+    driver: &Driver,
     options: &Options,
     argv: &[String],
-    launch_options: &LaunchOptions,
+    launch_options: &LaunchSettings,
     clock: &Clock,
     start: Instant,
     stop: &Stop,
@@ -271,15 +272,13 @@ fn run_many(
         ));
     }
     // A few descriptors per kernel being checked, and per child: the soft limit is often 1024.
-    let _ = process::raise_open_files_limit();
+    let _ = raise_open_files_limit();
     let verbose = options.verbose;
-    let ctx = zmq::Context::new();
-    let mut launcher = Launcher::new(&ctx, launch_options)
-        .map_err(|e| CliError::failed(format!("launch failed: {e}")))?;
     let mut registered_at: HashMap<LaunchId, Instant> = HashMap::new();
     let argvs = vec![argv.to_vec(); options.count];
-    let results = launcher
-        .launch_all(&argvs, &mut |at, event| {
+    // The registration socket stays open until every kernel is checked and stopped.
+    let (_fleet, results) = driver
+        .launch_many(&argvs, launch_options, &mut |at, event| {
             if let RegistrarEvent::Launch {
                 launch,
                 event: LauncherEvent::Registered { .. },
@@ -309,9 +308,9 @@ fn run_many(
         })
         .map_err(|e| launch_failed(&e, stop))?;
     // Check and stop every kernel that registered, at most CHECKERS at once (each check holds a
-    // client of five sockets, and libzmq allows 1023 per context), closing each client when its
-    // check is done; then report in launch order.
-    let slots: Vec<Mutex<Option<Result<Launched, LaunchError>>>> = results
+    // client of five sockets), closing each client when its check is done; then report in
+    // launch order.
+    let slots: Vec<Mutex<Option<Result<Launched, LaunchFailure>>>> = results
         .into_iter()
         .map(|result| Mutex::new(Some(result)))
         .collect();
@@ -332,7 +331,7 @@ fn run_many(
                             .map_err(|e| launch_failed(&e, stop))
                             .and_then(|mut launched| {
                                 let checked = check_and_stop(
-                                    &ctx,
+                                    driver,
                                     &mut launched,
                                     options.timeout,
                                     clock,
@@ -562,13 +561,13 @@ impl Exit {
 /// Connects a client to a launched kernel, asks `kernel_info`, then shuts the kernel down (even
 /// when `kernel_info` failed) and removes the file handed to it.
 pub(crate) fn check_and_stop(
-    ctx: &zmq::Context,
+    driver: &Driver,
     launched: &mut Launched,
     timeout: Duration,
     clock: &Clock,
     stop: &Stop,
 ) -> Result<Checked, CliError> {
-    let mut client = match Client::connect(ctx, &launched.connection) {
+    let mut client = match driver.connect(&launched.connection) {
         Ok(client) => client,
         Err(e) => {
             let _ = launched.kill();
@@ -589,7 +588,7 @@ pub(crate) fn check_and_stop(
     let shutdown = shut_down(&mut client, &mut launched.child, clock, stop);
     drop(client);
     // Whatever the kernel left in its process group (a wrapper's children) goes with it.
-    let _ = process::kill(&mut launched.child);
+    let _ = launched.child.kill();
     // The file holds the key; the kernel is gone, so nothing needs it any more.
     let _ = launched.remove_file();
     if stop.requested() {
@@ -644,7 +643,7 @@ fn ask_kernel_info(
         }
         match client.kernel_info(left.min(KERNEL_INFO_SLICE)) {
             Ok(content) => return Ok(content),
-            Err(Error::Timeout { .. }) => {}
+            Err(RequestFailure::Timeout(_)) => {}
             Err(e) => return Err(CliError::failed(format!("kernel_info failed: {e}"))),
         }
     }
@@ -671,16 +670,16 @@ fn shut_down(client: &mut Client, child: &mut Child, clock: &Clock, stop: &Stop)
         match child.try_wait() {
             Ok(Some(status)) => break Exit::Exited(status),
             Ok(None) if clock.since(requested) >= SHUTDOWN_GRACE => {
-                let _ = process::kill(child);
+                let _ = child.kill();
                 break Exit::Killed;
             }
             Ok(None) if stop.requested() => {
-                let _ = process::stop(child, STOP_GRACE);
+                let _ = child.stop(STOP_GRACE);
                 break Exit::Killed;
             }
             Ok(None) => std::thread::sleep(EXIT_POLL),
             Err(e) => {
-                let _ = process::kill(child);
+                let _ = child.kill();
                 break Exit::Unknown(e.to_string());
             }
         }
@@ -695,9 +694,9 @@ fn shut_down(client: &mut Client, child: &mut Child, clock: &Clock, stop: &Stop)
 }
 
 /// The error for a launch that failed: the signal's, when it was stopped by one.
-pub(crate) fn launch_failed(error: &LaunchError, stop: &Stop) -> CliError {
+pub(crate) fn launch_failed(error: &LaunchFailure, stop: &Stop) -> CliError {
     match error {
-        LaunchError::Cancelled => stop.error(),
+        LaunchFailure::Cancelled => stop.error(),
         other => CliError::failed(format!("launch failed: {other}")),
     }
 }

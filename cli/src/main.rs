@@ -9,8 +9,10 @@
 //! * `jupyter-handshake kernelspec install` makes that kernel visible to Jupyter.
 //!
 //! Every protocol decision lives in the `jupyter-handshake` core and every socket, file and
-//! process in the `jupyter-handshake-zmq` drivers; this tool parses arguments, serves the
-//! built-in kernel's requests and prints reports. See `jupyter-handshake --help`.
+//! process in a driver: `jupyter-handshake-zmq` (libzmq, feature `zmq`, the default) or
+//! `jupyter-handshake-tokio` (pure Rust, feature `tokio`), behind one small seam
+//! ([`driver`]). This tool parses arguments, handles the built-in kernel's messages and prints
+//! reports. See `jupyter-handshake --help`.
 //!
 //! Subcommand dispatch, errors and exit codes: every subcommand returns
 //! `Result<ExitCode, CliError>`; [`main`] prints an error as one line,
@@ -19,6 +21,7 @@
 
 mod args;
 mod demo;
+mod driver;
 mod kernel;
 mod kernelspec;
 mod launch;

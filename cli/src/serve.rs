@@ -1,4 +1,10 @@
-//! The built-in kernel's main loop, once its five channels are bound and the launcher has them.
+//! The built-in kernel's message handling, once its five channels are bound and the launcher
+//! has them: frames in, frames out, per channel, with no I/O.
+//!
+//! [`Kernel::receive`] takes the frames of one message and the channel it came in on, and gives
+//! back the messages to send, each with its channel, in the order they must leave. The loops
+//! that move those frames between the sockets and this module are the drivers' (a `zmq::poll`
+//! loop, or a tokio `select!` loop: see [`crate::driver`]); the handling is written once, here.
 //!
 //! A deliberately small but real kernel: enough of the messaging protocol for jupyter_client's
 //! `KernelManager`/`wait_for_ready`, for `jupyter console`, and for our own launcher to prove a
@@ -20,34 +26,27 @@ use jupyter_handshake::Rejection;
 use jupyter_handshake::message::Header;
 use jupyter_handshake::message::Session;
 use jupyter_handshake::wire::{self, Limits};
-use jupyter_handshake_zmq::clock::Clock;
 use serde_json::{Map, Value, json};
 
-use super::CliError;
+use super::driver::Clock;
 use super::trace::Tracer;
 
 /// How often the serve loop asks whether to stop (the parent watch, SIGTERM) while idle.
 pub(crate) const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// The five bound channels.
-pub(crate) struct Channels {
-    /// Shell, ROUTER.
-    pub(crate) shell: zmq::Socket,
-    /// IOPub, XPUB.
-    pub(crate) iopub: zmq::Socket,
-    /// Stdin, ROUTER.
-    pub(crate) stdin: zmq::Socket,
-    /// Control, ROUTER.
-    pub(crate) control: zmq::Socket,
-    /// Heartbeat, REP.
-    pub(crate) hb: zmq::Socket,
-}
-
-/// Which request channel a message came in on.
+/// One of the kernel's five channels: where a message came in, or where one must go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Channel {
+pub(crate) enum Channel {
+    /// Shell (ROUTER).
     Shell,
+    /// Control (ROUTER).
     Control,
+    /// Stdin (ROUTER).
+    Stdin,
+    /// IOPub (XPUB: what comes in are subscription frames).
+    Iopub,
+    /// Heartbeat (REP).
+    Hb,
 }
 
 impl fmt::Display for Channel {
@@ -55,14 +54,28 @@ impl fmt::Display for Channel {
         f.write_str(match self {
             Self::Shell => "shell",
             Self::Control => "control",
+            Self::Stdin => "stdin",
+            Self::Iopub => "iopub",
+            Self::Hb => "heartbeat",
         })
     }
 }
 
-/// Whether the loop goes on after a message.
+/// One message to send: its channel and its frames (identities first on a ROUTER).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Outgoing {
+    /// Where it goes.
+    pub(crate) channel: Channel,
+    /// Its frames, ready for the socket.
+    pub(crate) frames: Vec<Vec<u8>>,
+}
+
+/// Whether serving goes on after a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Flow {
+pub(crate) enum Flow {
+    /// Keep serving.
     Continue,
+    /// A `shutdown_request` was answered: send what is queued, then stop.
     Shutdown,
 }
 
@@ -77,6 +90,8 @@ pub(crate) struct Kernel {
     started: bool,
     /// `kernel.<session>.`: IOPub topics follow ipykernel's `kernel.<id>.<msg_type>` convention.
     topic_prefix: String,
+    /// What the message being handled makes us send, in order.
+    out: Vec<Outgoing>,
 }
 
 impl Kernel {
@@ -90,85 +105,58 @@ impl Kernel {
             execution_count: 0,
             started: false,
             topic_prefix,
+            out: Vec::new(),
         }
     }
 
-    /// Handles a subscription that the handshake itself consumed (the library reads the XPUB
-    /// while it waits for the first subscriber): it still deserves its welcome.
-    pub(crate) fn welcome(&mut self, channels: &Channels, topic: &[u8]) {
-        self.on_subscription(&channels.iopub, topic);
+    /// Handles a subscription that the handshake itself consumed (the driver reads the XPUB
+    /// while it waits for the first subscriber): it still deserves its welcome. Returns what to
+    /// send.
+    pub(crate) fn welcome(&mut self, topic: &[u8]) -> Vec<Outgoing> {
+        self.on_subscription(topic);
+        std::mem::take(&mut self.out)
     }
 
-    /// Serves until a `shutdown_request` has been answered (`Ok(true)`), or until `stopped`
-    /// says to stop (`Ok(false)`; it is asked at least every [`WATCH_EVERY`]).
-    pub(crate) fn serve(
-        &mut self,
-        channels: &Channels,
-        stopped: &mut dyn FnMut() -> bool,
-    ) -> Result<bool, CliError> {
+    /// Says that serving starts (a trace line).
+    pub(crate) fn serving(&self) {
         self.trace("serving: waiting for requests on shell and control");
-        let watch_ms = i64::try_from(WATCH_EVERY.as_millis()).unwrap_or(1000);
-        loop {
-            if stopped() {
-                return Ok(false);
-            }
-            // Control first: it is the channel that must stay responsive (shutdown, interrupt).
-            let mut items = [
-                channels.control.as_poll_item(zmq::POLLIN),
-                channels.shell.as_poll_item(zmq::POLLIN),
-                channels.stdin.as_poll_item(zmq::POLLIN),
-                channels.iopub.as_poll_item(zmq::POLLIN),
-                channels.hb.as_poll_item(zmq::POLLIN),
-            ];
-            match zmq::poll(&mut items, watch_ms) {
-                Ok(_) | Err(zmq::Error::EINTR) => {}
-                Err(e) => {
-                    return Err(CliError::failed(format!(
-                        "waiting on the kernel's sockets failed: {e}"
-                    )));
-                }
-            }
-            let ready = items.map(|item| item.is_readable());
-            if ready[0] {
-                if let Some(frames) = receive(&channels.control, "control")? {
-                    let flow = self.on_request(Channel::Control, channels, &frames);
-                    if flow == Flow::Shutdown {
-                        return Ok(true);
-                    }
-                }
-            }
-            if ready[1] {
-                if let Some(frames) = receive(&channels.shell, "shell")? {
-                    let flow = self.on_request(Channel::Shell, channels, &frames);
-                    if flow == Flow::Shutdown {
-                        return Ok(true);
-                    }
-                }
-            }
+    }
+
+    /// Handles one message received on `channel`: returns what to send, in order, and whether
+    /// to go on. Nothing here fails: a message that does not verify or parse is dropped with one
+    /// line on stderr, and the kernel keeps serving.
+    pub(crate) fn receive<F: AsRef<[u8]>>(
+        &mut self,
+        channel: Channel,
+        frames: &[F],
+    ) -> (Vec<Outgoing>, Flow) {
+        let flow = match channel {
+            Channel::Shell | Channel::Control => self.on_request(channel, frames),
             // We never send input_request, so nothing is awaited on stdin.
-            if ready[2] && receive(&channels.stdin, "stdin")?.is_some() {
+            Channel::Stdin => {
                 log("ignored a message on stdin (no input was requested)");
+                Flow::Continue
             }
-            if ready[3] {
-                if let Some(frames) = receive(&channels.iopub, "iopub")? {
-                    self.on_iopub_frames(&channels.iopub, &frames);
-                }
+            Channel::Iopub => {
+                self.on_iopub_frames(frames);
+                Flow::Continue
             }
-            if ready[4] {
-                if let Some(frames) = receive(&channels.hb, "heartbeat")? {
-                    // REP: echo each ping verbatim, which is all a heartbeat is.
-                    if let Err(e) = channels.hb.send_multipart(frames, 0) {
-                        log(&format!("could not answer a heartbeat: {e}"));
-                    }
-                }
+            Channel::Hb => {
+                // REP: echo each ping verbatim, which is all a heartbeat is.
+                self.out.push(Outgoing {
+                    channel: Channel::Hb,
+                    frames: frames.iter().map(|f| f.as_ref().to_vec()).collect(),
+                });
+                Flow::Continue
             }
-        }
+        };
+        (std::mem::take(&mut self.out), flow)
     }
 
     /// Subscription frames from the XPUB: `\x01topic` subscribes, `\x00topic` unsubscribes.
-    fn on_iopub_frames(&mut self, iopub: &zmq::Socket, frames: &[Vec<u8>]) {
-        match frames.first().map(Vec::as_slice) {
-            Some([1, topic @ ..]) => self.on_subscription(iopub, topic),
+    fn on_iopub_frames<F: AsRef<[u8]>>(&mut self, frames: &[F]) {
+        match frames.first().map(AsRef::as_ref) {
+            Some([1, topic @ ..]) => self.on_subscription(topic),
             Some([0, topic @ ..]) => {
                 let topic = String::from_utf8_lossy(topic);
                 self.trace(&format!("iopub: unsubscribed {topic:?}"));
@@ -179,7 +167,7 @@ impl Kernel {
 
     /// Every new subscriber gets an `iopub_welcome` (JEP 65: proof that its subscription is
     /// live; extras are ignored by clients), the first one also `status: starting`, as ark does.
-    fn on_subscription(&mut self, iopub: &zmq::Socket, topic: &[u8]) {
+    fn on_subscription(&mut self, topic: &[u8]) {
         let text = String::from_utf8_lossy(topic).into_owned();
         // Routed with the subscriber's own topic as prefix, so that it reaches a subscriber
         // that filters; a subscribe-all ("") needs no prefix frame.
@@ -189,7 +177,7 @@ impl Kernel {
             vec![topic]
         };
         self.send(
-            iopub,
+            Channel::Iopub,
             &prefix,
             "iopub_welcome",
             None,
@@ -198,17 +186,12 @@ impl Kernel {
         self.trace(&format!("iopub: subscription {text:?}, sent iopub_welcome"));
         if !self.started {
             self.started = true;
-            self.publish(
-                iopub,
-                "status",
-                None,
-                &json!({ "execution_state": "starting" }),
-            );
+            self.publish("status", None, &json!({ "execution_state": "starting" }));
         }
     }
 
     /// One message on shell or control: verify, then answer it between `busy` and `idle`.
-    fn on_request(&mut self, channel: Channel, channels: &Channels, frames: &[Vec<u8>]) -> Flow {
+    fn on_request<F: AsRef<[u8]>>(&mut self, channel: Channel, frames: &[F]) -> Flow {
         let verified = match wire::split(frames, &Limits::default())
             .map_err(Rejection::from)
             .and_then(|m| m.verify(self.session.signer()).map_err(Rejection::from))
@@ -238,25 +221,19 @@ impl Kernel {
             }
         };
         let request = Request {
-            socket: match channel {
-                Channel::Shell => &channels.shell,
-                Channel::Control => &channels.control,
-            },
+            channel,
             identities: verified.identities(),
             header: parts.header,
         };
         let msg_type = header.msg_type.as_str();
         self.trace(&format!("{channel}: {}", printable(msg_type)));
-        let iopub = &channels.iopub;
         self.publish(
-            iopub,
             "status",
             Some(request.header),
             &json!({ "execution_state": "busy" }),
         );
-        let flow = self.dispatch(msg_type, &request, iopub, &content);
+        let flow = self.dispatch(msg_type, &request, &content);
         self.publish(
-            iopub,
             "status",
             Some(request.header),
             &json!({ "execution_state": "idle" }),
@@ -267,16 +244,15 @@ impl Kernel {
         flow
     }
 
-    fn dispatch(
+    fn dispatch<F: AsRef<[u8]>>(
         &mut self,
         msg_type: &str,
-        request: &Request<'_>,
-        iopub: &zmq::Socket,
+        request: &Request<'_, F>,
         content: &Map<String, Value>,
     ) -> Flow {
         match msg_type {
             "kernel_info_request" => self.reply(request, "kernel_info_reply", &kernel_info()),
-            "execute_request" => self.execute(request, iopub, content),
+            "execute_request" => self.execute(request, content),
             "shutdown_request" => {
                 let restart = content
                     .get("restart")
@@ -347,12 +323,7 @@ impl Kernel {
 
     /// `execute_request`: the code is the result. Publishes `execute_input`, a `stream` on stdout
     /// and an `execute_result` (unless silent), then replies `ok`.
-    fn execute(
-        &mut self,
-        request: &Request<'_>,
-        iopub: &zmq::Socket,
-        content: &Map<String, Value>,
-    ) {
+    fn execute<F: AsRef<[u8]>>(&mut self, request: &Request<'_, F>, content: &Map<String, Value>) {
         let Some(code) = content.get("code").and_then(Value::as_str) else {
             self.reply(
                 request,
@@ -377,19 +348,12 @@ impl Kernel {
         let parent = Some(request.header);
         if !silent {
             self.publish(
-                iopub,
                 "execute_input",
                 parent,
                 &json!({ "code": code, "execution_count": count }),
             );
+            self.publish("stream", parent, &json!({ "name": "stdout", "text": code }));
             self.publish(
-                iopub,
-                "stream",
-                parent,
-                &json!({ "name": "stdout", "text": code }),
-            );
-            self.publish(
-                iopub,
                 "execute_result",
                 parent,
                 &json!({ "execution_count": count, "data": { "text/plain": code }, "metadata": {} }),
@@ -422,9 +386,9 @@ impl Kernel {
     }
 
     /// Sends a reply through the request's ROUTER, to the request's identities.
-    fn reply(&mut self, request: &Request<'_>, msg_type: &str, content: &Value) {
+    fn reply<F: AsRef<[u8]>>(&mut self, request: &Request<'_, F>, msg_type: &str, content: &Value) {
         self.send(
-            request.socket,
+            request.channel,
             request.identities,
             msg_type,
             Some(request.header),
@@ -433,22 +397,21 @@ impl Kernel {
     }
 
     /// Publishes on IOPub with the topic `kernel.<session>.<msg_type>`.
-    fn publish(
-        &mut self,
-        iopub: &zmq::Socket,
-        msg_type: &str,
-        parent: Option<&[u8]>,
-        content: &Value,
-    ) {
+    fn publish(&mut self, msg_type: &str, parent: Option<&[u8]>, content: &Value) {
         let topic = format!("{}{msg_type}", self.topic_prefix);
-        self.send(iopub, &[topic.as_bytes()], msg_type, parent, content);
+        self.send(
+            Channel::Iopub,
+            &[topic.as_bytes()],
+            msg_type,
+            parent,
+            content,
+        );
     }
 
-    /// Builds, signs and sends one message. A failed send is logged, not fatal: a client that
-    /// went away must not take the kernel down with it.
+    /// Builds and signs one message, and queues it for `channel`.
     fn send<I: AsRef<[u8]>>(
         &mut self,
-        socket: &zmq::Socket,
+        channel: Channel,
         identities: &[I],
         msg_type: &str,
         parent: Option<&[u8]>,
@@ -463,9 +426,7 @@ impl Kernel {
             None,
             content.as_bytes(),
         );
-        if let Err(e) = socket.send_multipart(frames, 0) {
-            log(&format!("could not send {msg_type}: {e}"));
-        }
+        self.out.push(Outgoing { channel, frames });
     }
 
     fn trace(&self, text: &str) {
@@ -474,11 +435,11 @@ impl Kernel {
 }
 
 /// What a reply needs from its request.
-struct Request<'a> {
-    /// The ROUTER it came in on.
-    socket: &'a zmq::Socket,
+struct Request<'a, F> {
+    /// The channel (ROUTER) it came in on.
+    channel: Channel,
     /// Its routing identities, to address the reply.
-    identities: &'a [Vec<u8>],
+    identities: &'a [F],
     /// Its header's exact bytes: the reply's parent header.
     header: &'a [u8],
 }
@@ -510,30 +471,145 @@ fn error_content(ename: &str, evalue: &str) -> Value {
     json!({ "status": "error", "ename": ename, "evalue": evalue, "traceback": [] })
 }
 
-/// Receives one multipart message without blocking; `None` if there was none after all.
-fn receive(socket: &zmq::Socket, name: &str) -> Result<Option<Vec<Vec<u8>>>, CliError> {
-    match socket.recv_multipart(zmq::DONTWAIT) {
-        Ok(frames) => Ok(Some(frames)),
-        Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => Ok(None),
-        Err(e) => Err(CliError::failed(format!(
-            "receiving on the {name} socket failed: {e}"
-        ))),
-    }
-}
-
 /// A peer-chosen string, safe for a log line: no control characters, at most 64 characters.
 fn printable(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
 /// One diagnostic line on stderr.
-fn log(text: &str) {
+pub(crate) fn log(text: &str) {
     super::say(format_args!("jupyter-handshake kernel: {text}"));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jupyter_handshake::{Key, SignatureScheme, Signer};
+
+    fn signer() -> Signer {
+        Signer::new(SignatureScheme::HmacSha256, &Key::new("k3y"))
+    }
+
+    fn kernel() -> Kernel {
+        let session = Session::new("kernel-session", "kernel", signer());
+        Kernel::new(session, Clock::new(), Tracer::from_env())
+    }
+
+    /// A client's signed request, routed through a ROUTER (one identity frame).
+    fn request(msg_type: &str, content: &str) -> Vec<Vec<u8>> {
+        let mut client = Session::new("client-session", "client", signer());
+        let (_, frames) = client.message(
+            Clock::new().now(),
+            &[b"peer-1".as_slice()],
+            msg_type,
+            None,
+            None,
+            content.as_bytes(),
+        );
+        frames
+    }
+
+    /// The channel, `msg_type` and content of each message sent, verified with the key.
+    fn read(out: &[Outgoing]) -> Vec<(Channel, String, Value)> {
+        out.iter()
+            .map(|o| {
+                let m = wire::split(&o.frames, &Limits::default())
+                    .expect("a Jupyter message")
+                    .verify(&signer())
+                    .expect("signed with the key");
+                let header = Header::from_json(m.parts().header).expect("a header");
+                let content = serde_json::from_slice(m.parts().content).expect("JSON");
+                (o.channel, header.msg_type, content)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_request_is_answered_between_busy_and_idle_to_its_sender() {
+        let mut k = kernel();
+        let (out, flow) = k.receive(Channel::Shell, &request("kernel_info_request", "{}"));
+        assert_eq!(flow, Flow::Continue);
+        let sent = read(&out);
+        let kinds: Vec<_> = sent.iter().map(|(c, t, _)| (*c, t.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (Channel::Iopub, "status"),
+                (Channel::Shell, "kernel_info_reply"),
+                (Channel::Iopub, "status"),
+            ]
+        );
+        assert_eq!(sent[0].2["execution_state"], "busy");
+        assert_eq!(sent[2].2["execution_state"], "idle");
+        // The reply goes back to the identity it came from; IOPub carries the topic.
+        assert_eq!(out[1].frames[0], b"peer-1");
+        assert_eq!(out[0].frames[0], b"kernel.kernel-session.status");
+    }
+
+    #[test]
+    fn forged_or_garbage_input_is_dropped_without_a_reply() {
+        let mut k = kernel();
+        let mut forged = request("shutdown_request", "{}");
+        // The HMAC is the frame after the delimiter: one changed hex digit breaks it.
+        let at = forged.iter().position(|f| f == b"<IDS|MSG>").unwrap() + 1;
+        forged[at][0] = if forged[at][0] == b'0' { b'1' } else { b'0' };
+        let (out, flow) = k.receive(Channel::Control, &forged);
+        assert!(out.is_empty());
+        assert_eq!(flow, Flow::Continue);
+        let (out, flow) = k.receive(Channel::Shell, &[b"garbage".as_slice()]);
+        assert!(out.is_empty());
+        assert_eq!(flow, Flow::Continue);
+    }
+
+    #[test]
+    fn shutdown_is_answered_on_control_and_ends_serving() {
+        let mut k = kernel();
+        let (out, flow) = k.receive(Channel::Control, &request("shutdown_request", "{}"));
+        assert_eq!(flow, Flow::Shutdown);
+        let sent = read(&out);
+        assert_eq!(sent[1].0, Channel::Control);
+        assert_eq!(sent[1].1, "shutdown_reply");
+        assert_eq!(sent[1].2["status"], "ok");
+    }
+
+    #[test]
+    fn execute_echoes_the_code_and_counts() {
+        let mut k = kernel();
+        for count in 1..=2 {
+            let (out, _) = k.receive(
+                Channel::Shell,
+                &request("execute_request", r#"{"code":"hi"}"#),
+            );
+            let sent = read(&out);
+            let reply = sent.iter().find(|(_, t, _)| t == "execute_reply").unwrap();
+            assert_eq!(reply.2["execution_count"], count);
+            let stream = sent.iter().find(|(_, t, _)| t == "stream").unwrap();
+            assert_eq!(stream.2["text"], "hi");
+        }
+    }
+
+    #[test]
+    fn heartbeats_are_echoed_and_subscribers_welcomed_once_started() {
+        let mut k = kernel();
+        let (out, _) = k.receive(Channel::Hb, &[b"ping".as_slice()]);
+        assert_eq!(
+            out,
+            [Outgoing {
+                channel: Channel::Hb,
+                frames: vec![b"ping".to_vec()]
+            }]
+        );
+        let first = read(&k.welcome(b""));
+        let names: Vec<_> = first.iter().map(|(_, t, _)| t.as_str()).collect();
+        assert_eq!(names, ["iopub_welcome", "status"]);
+        assert_eq!(first[1].2["execution_state"], "starting");
+        let (second, _) = k.receive(Channel::Iopub, &[b"\x01kernel.".as_slice()]);
+        let names: Vec<_> = read(&second).into_iter().map(|(_, t, _)| t).collect();
+        assert_eq!(names, ["iopub_welcome"]);
+        assert_eq!(second[0].frames[0], b"kernel.");
+        let (unsubscribed, _) = k.receive(Channel::Iopub, &[b"\x00kernel.".as_slice()]);
+        assert!(unsubscribed.is_empty());
+    }
 
     #[test]
     fn kernel_info_says_who_we_are() {

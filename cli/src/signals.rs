@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use jupyter_handshake_zmq::process::Cancel;
+use crate::driver::Cancel;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use super::CliError;
@@ -41,7 +41,7 @@ impl Stop {
         Ok(stop)
     }
 
-    /// The token for [`LaunchOptions::cancel`](jupyter_handshake_zmq::launch::LaunchOptions).
+    /// The token for [`LaunchSettings::cancel`](crate::driver::LaunchSettings::cancel).
     pub(crate) fn cancel(&self) -> &Cancel {
         &self.cancel
     }
