@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::CliError;
 use super::args::{Arg, Args, is_help, joined};
-use super::driver::{Clock, Driver, LaunchMode, LaunchSettings, Launched, Stdio};
+use super::driver::{ChildStdio, Clock, Driver, LaunchMode, LaunchOptions, Launched};
 use super::launch::{Checked, check_and_stop, evidence_name, launch_failed, millis};
 use super::signals::Stop;
 use super::trace::{TRACE_ENV, describe_launcher_event, parse_line};
@@ -99,14 +99,15 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
     let argv: Vec<String> = [exe.as_str(), "kernel", "-f", "{connection_file}"]
         .map(String::from)
         .to_vec();
-    let options = LaunchSettings {
+    let options = LaunchOptions {
         mode: LaunchMode::Handshake,
         timeout,
         env: vec![(TRACE_ENV.into(), "1".into())],
         // The kernel's trace lines come on its stderr; it prints nothing on stdout.
-        stdout: Stdio::Stderr,
-        stderr: Stdio::Piped,
-        ..LaunchSettings::new(stop.cancel().clone())
+        stdout: ChildStdio::Stderr,
+        stderr: ChildStdio::Piped,
+        cancel: Some(stop.cancel().clone()),
+        ..LaunchOptions::default()
     };
 
     let clock = Clock::new();

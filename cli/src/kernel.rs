@@ -17,7 +17,7 @@ use jupyter_handshake::{KernelEvent, Signer};
 
 use super::CliError;
 use super::args::{Arg, Args, is_help, joined};
-use super::driver::{Clock, Driver, KernelSettings, ParentWatch};
+use super::driver::{Clock, Driver, KernelOptions, ParentWatch};
 use super::serve::Kernel;
 use super::trace::{Tracer, describe_kernel_event};
 
@@ -92,7 +92,7 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
     })?;
 
     let tracer = Tracer::from_env();
-    let mut options = KernelSettings::default();
+    let mut options = KernelOptions::default();
     if let Some(t) = ack_timeout {
         options.ack_timeout = t;
     }

@@ -24,8 +24,8 @@ use serde_json::Value;
 use super::CliError;
 use super::args::{Arg, Args, is_help, prefix as quote, utf8_argv};
 use super::driver::{
-    Child, Client, Clock, Driver, KernelSpec, LaunchFailure, LaunchMode, LaunchSettings, Launched,
-    RequestFailure, STOP_GRACE, raise_open_files_limit, runtime_dir,
+    Child, ChildStdio, Client, Clock, Driver, KernelSpec, LaunchFailure, LaunchMode, LaunchOptions,
+    Launched, RequestFailure, STOP_GRACE, raise_open_files_limit, runtime_dir,
 };
 use super::signals::Stop;
 use super::trace::{describe_launcher_event, describe_ports};
@@ -170,7 +170,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
             .as_ref()
             .map_or(LaunchMode::Handshake, |(spec, _)| spec.launch_mode()),
     };
-    let mut launch_options = LaunchSettings {
+    let mut launch_options = LaunchOptions {
         mode,
         timeout: options.timeout,
         dir: options.dir.clone(),
@@ -186,9 +186,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
         kernel_name: spec
             .as_ref()
             .and_then(|(_, dir)| dir.file_name()?.to_str().map(str::to_owned)),
-        // Our stdout carries the report (one JSON line with --json); the kernel's goes to stderr
-        // (the settings' default).
-        ..LaunchSettings::new(stop.cancel().clone())
+        // Our stdout carries the report (one JSON line with --json); the kernel's goes to stderr.
+        stdout: ChildStdio::Stderr,
+        stderr: ChildStdio::Inherit,
+        cancel: Some(stop.cancel().clone()),
+        ..LaunchOptions::default()
     };
     launch_options.transport = options.transport;
     match (&options.ip, options.transport) {
@@ -261,7 +263,7 @@ fn run_many(
     driver: &Driver,
     options: &Options,
     argv: &[String],
-    launch_options: &LaunchSettings,
+    launch_options: &LaunchOptions,
     clock: &Clock,
     start: Instant,
     stop: &Stop,

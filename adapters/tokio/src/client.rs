@@ -218,28 +218,45 @@ impl Client {
         })
     }
 
-    /// Asks the kernel to shut down (on control) and returns the `shutdown_reply` content.
-    pub async fn shutdown(&mut self, timeout: Duration) -> Result<Value, Error> {
-        let msg_id = self
-            .send(
-                Channel::Control,
-                "shutdown_request",
-                &json!({"restart": false}),
-            )
-            .await?;
+    /// Sends a `msg_type` request with `content` on `channel` and waits up to `timeout` for the
+    /// reply whose parent is that request; returns the reply's content. Other messages are
+    /// skipped (a reply to an earlier request, IOPub traffic).
+    pub async fn request(
+        &mut self,
+        channel: Channel,
+        msg_type: &str,
+        content: &Value,
+        timeout: Duration,
+    ) -> Result<Value, Error> {
+        let msg_id = self.send(channel, msg_type, content).await?;
         let end = TokioInstant::now() + timeout;
         loop {
-            match self.next(Channel::Control, end).await {
-                Some((Source::Reply, m))
-                    if m.msg_type == "shutdown_reply"
-                        && m.parent_msg_id.as_deref() == Some(msg_id.as_str()) =>
-                {
+            match self.next(channel, end).await {
+                Some((Source::Reply, m)) if m.parent_msg_id.as_deref() == Some(msg_id.as_str()) => {
                     return Ok(m.content);
                 }
                 Some(_) => {}
-                None => return Err(self.timeout("a shutdown_reply", timeout)),
+                None => {
+                    let waiting_for = format!("a reply to {msg_type}");
+                    return Err(self.timeout(&waiting_for, timeout));
+                }
             }
         }
+    }
+
+    /// `kernel_info_request` on shell; the `kernel_info_reply` content. (To also know that
+    /// IOPub is live, use [`wait_for_ready`](Self::wait_for_ready).)
+    pub async fn kernel_info(&mut self, timeout: Duration) -> Result<Value, Error> {
+        let content = json!({});
+        self.request(Channel::Shell, "kernel_info_request", &content, timeout)
+            .await
+    }
+
+    /// Asks the kernel to shut down (on control) and returns the `shutdown_reply` content.
+    pub async fn shutdown(&mut self, timeout: Duration) -> Result<Value, Error> {
+        let content = json!({"restart": false});
+        self.request(Channel::Control, "shutdown_request", &content, timeout)
+            .await
     }
 
     /// The next valid message on `channel` or IOPub, or `None` at `end`.

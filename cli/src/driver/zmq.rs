@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use jupyter_handshake::{ConnectionFile, Instant, KernelEvent, LauncherEvent, RegistrarEvent};
 use jupyter_handshake_zmq::LaunchError;
-use jupyter_handshake_zmq::blocking::kernel::{KernelOptions, KernelSockets, start_kernel};
-use jupyter_handshake_zmq::blocking::launcher::{self, ChildStdio, LaunchOptions, Launcher};
+use jupyter_handshake_zmq::blocking::kernel::{KernelSockets, start_kernel};
+use jupyter_handshake_zmq::blocking::launcher::{self, Launcher};
 use jupyter_handshake_zmq::error::Error;
 use jupyter_handshake_zmq::process;
 
 use super::{
-    KernelSettings, LaunchFailure, LaunchSettings, Launched, RequestFailure, Started, Stdio,
+    KernelOptions, LaunchFailure, LaunchOptions, Launched, Launches, RequestFailure, Started,
 };
 use crate::CliError;
 use crate::serve::{Channel, Flow, Kernel, WATCH_EVERY, log};
@@ -40,10 +40,10 @@ impl Driver {
     pub(crate) fn launch(
         &self,
         argv: &[String],
-        settings: &LaunchSettings,
+        options: &LaunchOptions,
         observer: &mut (dyn FnMut(Instant, &LauncherEvent) + Send),
-    ) -> Result<Launched, LaunchFailure> {
-        launcher::launch(&self.ctx, argv, &options(settings), observer)
+    ) -> Result<Launched<Child>, LaunchFailure> {
+        launcher::launch(&self.ctx, argv, options, observer)
             .map(launched)
             .map_err(failure)
     }
@@ -54,10 +54,10 @@ impl Driver {
     pub(crate) fn launch_many(
         &self,
         argvs: &[Vec<String>],
-        settings: &LaunchSettings,
+        options: &LaunchOptions,
         observer: &mut (dyn FnMut(Instant, &RegistrarEvent) + Send),
-    ) -> Result<(Fleet, Vec<Result<Launched, LaunchFailure>>), LaunchFailure> {
-        let mut launcher = Launcher::new(&self.ctx, &options(settings)).map_err(failure)?;
+    ) -> Result<(Fleet, Launches<Child>), LaunchFailure> {
+        let mut launcher = Launcher::new(&self.ctx, options).map_err(failure)?;
         let results = launcher.launch_all(argvs, observer).map_err(failure)?;
         let results = results
             .into_iter()
@@ -82,18 +82,11 @@ impl Driver {
     pub(crate) fn start_kernel(
         &self,
         file: &Path,
-        settings: &KernelSettings,
+        options: &KernelOptions,
         observer: &mut (dyn FnMut(Instant, &KernelEvent) + Send),
-    ) -> Result<Started, String> {
-        let options = KernelOptions {
-            ack_timeout: settings.ack_timeout,
-            wait_for_iopub: settings.wait_for_iopub,
-            write_connection_file: settings.write_connection_file.clone(),
-            session_id: settings.session_id.clone(),
-            username: settings.username.clone(),
-        };
+    ) -> Result<Started<Channels>, String> {
         let started =
-            start_kernel(&self.ctx, file, &options, observer).map_err(|e| e.to_string())?;
+            start_kernel(&self.ctx, file, options, observer).map_err(|e| e.to_string())?;
         Ok(Started {
             connection: started.connection,
             first_subscription: started.first_subscription,
@@ -279,7 +272,7 @@ impl Child {
         self.inner.try_wait()
     }
 
-    /// Its stderr, when it was [`Stdio::Piped`].
+    /// Its stderr, when it was [`ChildStdio::Piped`](super::ChildStdio::Piped).
     pub(crate) fn take_stderr(&mut self) -> Option<Box<dyn Read + Send>> {
         let pipe = self.inner.stderr.take()?;
         Some(Box::new(pipe))
@@ -296,27 +289,7 @@ impl Child {
     }
 }
 
-fn options(settings: &LaunchSettings) -> LaunchOptions {
-    let stdio = |s: Stdio| match s {
-        Stdio::Inherit => ChildStdio::Inherit,
-        Stdio::Stderr => ChildStdio::Stderr,
-        Stdio::Piped => ChildStdio::Piped,
-    };
-    LaunchOptions {
-        mode: settings.mode,
-        timeout: settings.timeout,
-        ip: settings.ip.clone(),
-        transport: settings.transport,
-        dir: settings.dir.clone(),
-        kernel_name: settings.kernel_name.clone(),
-        env: settings.env.clone(),
-        stdout: stdio(settings.stdout),
-        stderr: stdio(settings.stderr),
-        cancel: Some(settings.cancel.clone()),
-    }
-}
-
-fn launched(l: launcher::Launched) -> Launched {
+fn launched(l: launcher::Launched) -> Launched<Child> {
     Launched {
         connection: l.connection,
         evidence: l.evidence,
