@@ -146,6 +146,16 @@ async fn kill_child(child: &mut Child) -> std::io::Result<std::process::ExitStat
     signalled.map(|()| status)
 }
 
+/// SIGKILL to the child's process group (what a wrapper left in it goes too) and to the child,
+/// without waiting: where no `await` is possible (an outcome, a drop). tokio's orphan reaper
+/// reaps it.
+fn kill_now(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = process::kill_group(pid);
+    }
+    let _ = child.start_kill();
+}
+
 /// One launch: its command, process, file and what the core said.
 struct Member {
     id: LaunchId,
@@ -645,7 +655,7 @@ impl Launcher {
             }
             (_, child) => {
                 if let Some(mut child) = child {
-                    let _ = child.start_kill();
+                    kill_now(&mut child);
                     // Reaped by tokio's orphan reaper once it exits.
                     drop(child);
                 }
@@ -670,7 +680,7 @@ impl Drop for Launcher {
         self.receiver.abort();
         for member in &mut self.members {
             if let Some(mut child) = member.child.take() {
-                let _ = child.start_kill();
+                kill_now(&mut child);
             }
             if member.watch.take().is_some() {
                 let _ = std::fs::remove_file(&member.path);

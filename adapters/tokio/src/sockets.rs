@@ -9,6 +9,7 @@ use zeromq::{Endpoint, Socket, SocketRecv, SocketSend, ZmqMessage, ZmqResult};
 
 use crate::error::Error;
 use crate::files::free_ipc_port;
+use jupyter_handshake_host::quote;
 
 /// The longest a send may take (a peer that stops reading fills its queue; a registration reply
 /// is small, so only such a peer ever hits this). A send that times out is dropped, as libzmq's
@@ -28,7 +29,7 @@ pub(crate) async fn bind<S: Socket>(
 ) -> Result<u16, Error> {
     let port = match (transport, port) {
         (Transport::Ipc, 0) => free_ipc_port(ip, &[]).ok_or(Error::Endpoint {
-            endpoint: transport.endpoint(ip, 0),
+            endpoint: quote(&transport.endpoint(ip, 0)),
             reason: "every ipc number from 1 to 65535 is taken",
         })?,
         _ => port,
@@ -40,14 +41,14 @@ pub(crate) async fn bind<S: Socket>(
         .map_err(|source| Error::Socket {
             action: "bind",
             socket: name,
-            endpoint: Some(endpoint.clone()),
+            endpoint: Some(quote(&endpoint)),
             source,
         })?;
     match bound {
         Endpoint::Tcp(_, bound) if bound != 0 => Ok(bound),
         Endpoint::Ipc(_) if port != 0 => Ok(port),
         _ => Err(Error::Endpoint {
-            endpoint,
+            endpoint: quote(&endpoint),
             reason: "zeromq reported no port for the bound endpoint",
         }),
     }
@@ -65,7 +66,7 @@ pub(crate) async fn connect<S: Socket>(
         .map_err(|source| Error::Socket {
             action: "connect",
             socket: name,
-            endpoint: Some(endpoint.to_string()),
+            endpoint: Some(quote(endpoint)),
             source,
         })
 }
