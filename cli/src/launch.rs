@@ -569,13 +569,18 @@ pub(crate) fn check_and_stop(
     clock: &Clock,
     stop: &Stop,
 ) -> Result<Checked, CliError> {
-    let mut client = match driver.connect(&launched.connection) {
+    let mut client = match driver.connect(&launched.connection, &mut launched.child) {
         Ok(client) => client,
         Err(e) => {
+            let why = match launched.child.try_wait() {
+                Ok(Some(status)) => format!(
+                    "the kernel exited ({}) before answering kernel_info",
+                    describe_status(status)
+                ),
+                _ => format!("cannot connect to the kernel: {e}"),
+            };
             let _ = launched.kill();
-            return Err(CliError::failed(format!(
-                "cannot connect to the kernel: {e}"
-            )));
+            return Err(CliError::failed(why));
         }
     };
     let kernel_info_sent = clock.now();

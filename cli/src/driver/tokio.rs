@@ -29,6 +29,9 @@ use crate::serve::{Channel, Flow, Kernel, Outgoing, WATCH_EVERY, log};
 /// message rather than stopping the kernel (zeromq waits for room, libzmq would drop).
 const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How often [`Driver::connect`] looks whether the kernel exited.
+const EXIT_POLL: Duration = Duration::from_millis(10);
+
 /// The tokio runtime every socket and process of the tool lives on.
 pub(crate) struct Driver {
     runtime: Runtime,
@@ -108,14 +111,33 @@ impl Driver {
         Ok((fleet, results))
     }
 
-    /// A client connected to `connection`'s shell, control and IOPub.
-    pub(crate) fn connect(&self, connection: &ConnectionFile) -> Result<Client, String> {
+    /// A client connected to `connection`'s shell, control and IOPub, unless `child` exits
+    /// first. zeromq's `connect` waits for the TCP connection (libzmq's returns at once and
+    /// connects in the background), so a kernel that died before binding (a classic launch
+    /// whose port was taken) is seen here, within [`EXIT_POLL`], not at zeromq's connect
+    /// timeout.
+    pub(crate) fn connect(
+        &self,
+        connection: &ConnectionFile,
+        child: &mut Child,
+    ) -> Result<Client, String> {
         let handle = self.handle();
-        let inner = handle
-            .block_on(jupyter_handshake_tokio::Client::connect(connection))
-            .map_err(|e| e.to_string())?;
+        let connected = handle.block_on(async {
+            let connect = jupyter_handshake_tokio::Client::connect(connection);
+            tokio::pin!(connect);
+            loop {
+                tokio::select! {
+                    client = &mut connect => return client.map_err(|e| e.to_string()),
+                    () = tokio::time::sleep(EXIT_POLL) => {
+                        if let Ok(Some(_)) = child.inner.child.try_wait() {
+                            return Err("the kernel exited before its ports accepted a connection".into());
+                        }
+                    }
+                }
+            }
+        });
         Ok(Client {
-            inner: Some(inner),
+            inner: Some(connected?),
             handle,
         })
     }

@@ -71,8 +71,13 @@ impl Driver {
         ))
     }
 
-    /// A client connected to `connection`'s shell, control and IOPub.
-    pub(crate) fn connect(&self, connection: &ConnectionFile) -> Result<Client, String> {
+    /// A client connected to `connection`'s shell, control and IOPub (libzmq connects in the
+    /// background: a dead `_child` is seen by the checks that follow).
+    pub(crate) fn connect(
+        &self,
+        connection: &ConnectionFile,
+        _child: &mut Child,
+    ) -> Result<Client, String> {
         jupyter_handshake_zmq::blocking::Client::connect(&self.ctx, connection)
             .map(|inner| Client { inner })
             .map_err(|e| e.to_string())
