@@ -309,6 +309,115 @@ pub fn free_ipc_port(ip: &str, taken: &[u16]) -> Option<u16> {
         .find(|n| !taken.contains(n) && !std::path::Path::new(&format!("{ip}-{n}")).exists())
 }
 
+/// How many random ipc numbers [`IpcClaim::new`] tries before giving up.
+const IPC_TRIES: usize = 256;
+
+/// A claim on the ipc path `{ip}-{N}` for a random `N`, held while it is bound: no other
+/// process of ours can claim or bind the same path meanwhile, whoever starts when.
+///
+/// "Is `{ip}-{N}` free?" followed by a bind is a race (two kernels starting together take one
+/// path; libzmq even unlinks the first one's socket file). Instead, for a random `N`:
+///
+/// 1. the lock file `{ip}-{N}.lock` is created with `O_CREAT | O_EXCL` (mode 0600 on Unix):
+///    exactly one process can; anyone else draws another `N`;
+/// 2. holding it, `{ip}-{N}` is checked: a socket file there (a live socket, or one a crashed
+///    process left) is never replaced, another `N` is drawn;
+/// 3. the caller binds `{ip}-{N}`, then drops the claim, which removes the lock. Whoever locks
+///    `N` later sees the socket file in step 2, since the bind happened first.
+///
+/// Keep an [`IpcFile`] for the bound path: it removes the socket file when dropped.
+#[derive(Debug)]
+pub struct IpcClaim {
+    number: u16,
+    lock: PathBuf,
+}
+
+impl IpcClaim {
+    /// Claims a free random `N` in 1..=65535 next to `ip` (a path prefix).
+    pub fn new(ip: &str) -> io::Result<Self> {
+        for _ in 0..IPC_TRIES {
+            let number = random_ipc_number()?;
+            let path = format!("{ip}-{number}");
+            let lock = PathBuf::from(format!("{path}.lock"));
+            let mut options = OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            match options.open(&lock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot create the lock file of ipc://{} (is the directory writable?): {e}",
+                            crate::quote(&path)
+                        ),
+                    ));
+                }
+            }
+            let claim = Self { number, lock };
+            if fs::symlink_metadata(&path).is_ok() {
+                // Taken: the claim's lock goes when it is dropped here.
+                continue;
+            }
+            return Ok(claim);
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("no free ipc number found in {IPC_TRIES} random tries"),
+        ))
+    }
+
+    /// The claimed `N`.
+    pub fn number(&self) -> u16 {
+        self.number
+    }
+}
+
+impl Drop for IpcClaim {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.lock);
+    }
+}
+
+/// A random ipc number in 1..=65535, from the OS's secure generator.
+fn random_ipc_number() -> io::Result<u16> {
+    loop {
+        let mut bytes = [0u8; 2];
+        getrandom::fill(&mut bytes).map_err(|e| io::Error::other(e.to_string()))?;
+        let n = u16::from_le_bytes(bytes);
+        if n != 0 {
+            return Ok(n);
+        }
+    }
+}
+
+/// A socket file this process bound (`ipc://{ip}-{N}`), removed when dropped (libzmq removes
+/// only the files of the wildcard `ipc://*` on close; zeromq removes its own from a task that
+/// may not run before the process exits).
+#[derive(Debug)]
+pub struct IpcFile(PathBuf);
+
+impl IpcFile {
+    /// The socket file of a bound endpoint, to remove when its socket is gone; `None` for tcp.
+    pub fn of(transport: jupyter_handshake::Transport, ip: &str, port: u16) -> Option<Self> {
+        match transport {
+            jupyter_handshake::Transport::Ipc => Some(Self(format!("{ip}-{port}").into())),
+            jupyter_handshake::Transport::Tcp => None,
+        }
+    }
+}
+
+impl Drop for IpcFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
 /// A launcher's watch on the file it handed to a kernel, which trusts nothing the kernel (or
 /// anything running as the user) may have put there.
 ///
@@ -424,6 +533,35 @@ pub(crate) mod tests {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
         }
+    }
+
+    #[test]
+    fn ipc_claims_are_distinct_held_while_binding_and_leave_nothing() {
+        let dir = TempDir::new();
+        let ip = dir.0.join("k").to_string_lossy().into_owned();
+        let names = || -> Vec<String> {
+            let mut n: Vec<_> = fs::read_dir(&dir.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            n.sort();
+            n
+        };
+        let claims: Vec<IpcClaim> = (0..64).map(|_| IpcClaim::new(&ip).unwrap()).collect();
+        let mut numbers: Vec<u16> = claims.iter().map(IpcClaim::number).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), 64, "64 claims held at once, 64 numbers");
+        assert_eq!(names().len(), 64, "one lock file per claim: {:?}", names());
+        // A bound path's socket file outlives the claims; its guard removes it.
+        let bound = claims[0].number();
+        fs::write(format!("{ip}-{bound}"), b"").unwrap();
+        let file = IpcFile::of(jupyter_handshake::Transport::Ipc, &ip, bound);
+        drop(claims);
+        assert_eq!(names(), [format!("k-{bound}")]);
+        drop(file);
+        assert!(names().is_empty(), "{:?}", names());
+        assert!(IpcFile::of(jupyter_handshake::Transport::Tcp, &ip, 1).is_none());
     }
 
     #[test]
