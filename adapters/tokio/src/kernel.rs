@@ -37,6 +37,7 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::files::{Links, read_handshake_file, write_private_atomic};
 use crate::sockets::{bind, connect, frames, recv, send};
+use jupyter_handshake_host::files::IpcFile;
 
 /// How long to sleep when the core names no deadline (it always does while waiting; this only
 /// bounds a wait that should not happen).
@@ -85,6 +86,8 @@ pub struct KernelSockets {
     pub control: RouterSocket,
     /// Heartbeat (REP): echo what it receives.
     pub hb: RepSocket,
+    /// Over ipc, the five socket files, removed when these sockets are dropped.
+    _ipc_files: Vec<IpcFile>,
 }
 
 impl std::fmt::Debug for KernelSockets {
@@ -363,23 +366,30 @@ async fn bind_channels(
     xpub: bool,
 ) -> Result<(KernelSockets, KernelPorts), Error> {
     let wanted = ports.unwrap_or_default();
+    // Each ipc socket file is in a guard as soon as it exists: a later bind that fails
+    // removes the earlier ones.
+    let mut files = Vec::new();
+    let mut kept = |port: u16| {
+        files.extend(IpcFile::of(transport, ip, port));
+        port
+    };
     let mut shell = RouterSocket::new();
-    let shell_port = bind(&mut shell, "shell", transport, ip, wanted.shell).await?;
+    let shell_port = kept(bind(&mut shell, "shell", transport, ip, wanted.shell).await?);
     let (iopub, iopub_port) = if xpub {
         let mut s = XPubSocket::new();
-        let port = bind(&mut s, "iopub", transport, ip, wanted.iopub).await?;
+        let port = kept(bind(&mut s, "iopub", transport, ip, wanted.iopub).await?);
         (Iopub::XPub(s), port)
     } else {
         let mut s = PubSocket::new();
-        let port = bind(&mut s, "iopub", transport, ip, wanted.iopub).await?;
+        let port = kept(bind(&mut s, "iopub", transport, ip, wanted.iopub).await?);
         (Iopub::Pub(s), port)
     };
     let mut hb = RepSocket::new();
-    let hb_port = bind(&mut hb, "heartbeat", transport, ip, wanted.hb).await?;
+    let hb_port = kept(bind(&mut hb, "heartbeat", transport, ip, wanted.hb).await?);
     let mut stdin = RouterSocket::new();
-    let stdin_port = bind(&mut stdin, "stdin", transport, ip, wanted.stdin).await?;
+    let stdin_port = kept(bind(&mut stdin, "stdin", transport, ip, wanted.stdin).await?);
     let mut control = RouterSocket::new();
-    let control_port = bind(&mut control, "control", transport, ip, wanted.control).await?;
+    let control_port = kept(bind(&mut control, "control", transport, ip, wanted.control).await?);
     let bound = KernelPorts {
         shell: shell_port,
         iopub: iopub_port,
@@ -394,6 +404,7 @@ async fn bind_channels(
             stdin,
             control,
             hb,
+            _ipc_files: files,
         },
         bound,
     ))

@@ -53,6 +53,7 @@ use crate::process::{self, Cancel};
 pub use crate::process::{ChildStdio, exit_status, substitute_connection_file};
 use crate::sockets::{bind, frames, recv, send};
 use jupyter_handshake_host::classic;
+use jupyter_handshake_host::files::IpcFile;
 pub use jupyter_handshake_host::options::LaunchOptions;
 use jupyter_handshake_host::process::STOP_GRACE;
 
@@ -210,6 +211,8 @@ pub struct Launcher {
     dir: PathBuf,
     session_id: String,
     members: Vec<Member>,
+    /// Over ipc, the registration socket's file, removed with the launcher.
+    _router_file: Option<IpcFile>,
 }
 
 impl std::fmt::Debug for Launcher {
@@ -302,11 +305,13 @@ impl Launcher {
             ..RegistrarConfig::default()
         });
         let mut router = None;
+        let mut router_file = None;
         loop {
             match registrar.poll_output() {
                 Output::Action(RegistrarAction::BindRegistration { transport, ip }) => {
                     let mut socket = RouterSocket::new();
                     let port = bind(&mut socket, "registration", transport, &ip, 0).await?;
+                    router_file = IpcFile::of(transport, &ip, port);
                     router = Some(socket);
                     registrar
                         .handle_input(clock.now(), RegistrarInput::RegistrationBound { port })?;
@@ -340,6 +345,7 @@ impl Launcher {
             dir,
             session_id,
             members: Vec::new(),
+            _router_file: router_file,
         })
     }
 

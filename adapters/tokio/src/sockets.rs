@@ -8,7 +8,7 @@ use jupyter_handshake::Transport;
 use zeromq::{Endpoint, Socket, SocketRecv, SocketSend, ZmqMessage, ZmqResult};
 
 use crate::error::Error;
-use crate::files::free_ipc_port;
+use jupyter_handshake_host::files::IpcClaim;
 use jupyter_handshake_host::quote;
 
 /// The longest a send may take (a peer that stops reading fills its queue; a registration reply
@@ -19,7 +19,9 @@ pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Binds `socket` on `transport`/`ip`/`port` and returns the port actually bound.
 ///
 /// Port 0, tcp: the OS picks, and the port is read back from the endpoint zeromq returns. Port
-/// 0, ipc: the first `N` ≥ 1 with no file `{ip}-{N}` (as jupyter_client does).
+/// 0, ipc: a random `N`, its path `{ip}-{N}` claimed with a lock file across the bind
+/// ([`IpcClaim`]), so kernels starting together never take one path. Keep an
+/// [`IpcFile`](jupyter_handshake_host::files::IpcFile) for a bound ipc path.
 pub(crate) async fn bind<S: Socket>(
     socket: &mut S,
     name: &'static str,
@@ -27,13 +29,14 @@ pub(crate) async fn bind<S: Socket>(
     ip: &str,
     port: u16,
 ) -> Result<u16, Error> {
-    let port = match (transport, port) {
-        (Transport::Ipc, 0) => free_ipc_port(ip, &[]).ok_or(Error::Endpoint {
+    let claim = match (transport, port) {
+        (Transport::Ipc, 0) => Some(IpcClaim::new(ip).map_err(|_| Error::Endpoint {
             endpoint: quote(&transport.endpoint(ip, 0)),
-            reason: "every ipc number from 1 to 65535 is taken",
-        })?,
-        _ => port,
+            reason: "no ipc path could be claimed next to it (is the directory writable?)",
+        })?),
+        _ => None,
     };
+    let port = claim.as_ref().map_or(port, IpcClaim::number);
     let endpoint = transport.endpoint(ip, port);
     let bound = socket
         .bind(&endpoint)
@@ -44,6 +47,8 @@ pub(crate) async fn bind<S: Socket>(
             endpoint: Some(quote(&endpoint)),
             source,
         })?;
+    // Bound: whoever claims this number later sees the socket file.
+    drop(claim);
     match bound {
         Endpoint::Tcp(_, bound) if bound != 0 => Ok(bound),
         Endpoint::Ipc(_) if port != 0 => Ok(port),

@@ -10,6 +10,7 @@
 use jupyter_handshake::Transport;
 
 use crate::error::{Error, quote};
+use jupyter_handshake_host::files::IpcClaim;
 
 /// How long closing a socket may keep unsent messages (a handshake reply, say) before dropping
 /// them, in milliseconds.
@@ -88,25 +89,12 @@ fn enable_ipv6(socket: &zmq::Socket, name: &'static str) -> Result<(), Error> {
 
 /// A socket file this process bound (`ipc://{ip}-{N}`), removed when dropped: libzmq removes
 /// only the files of the wildcard `ipc://*`, not a named path, on close.
-#[derive(Debug)]
-pub(crate) struct IpcFile(std::path::PathBuf);
-
-impl Drop for IpcFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+pub(crate) use jupyter_handshake_host::files::IpcFile;
 
 /// The socket file of a bound endpoint, to remove when its socket is gone; `None` for tcp.
 pub(crate) fn ipc_file(transport: Transport, ip: &str, port: u16) -> Option<IpcFile> {
-    match transport {
-        Transport::Ipc => Some(IpcFile(format!("{ip}-{port}").into())),
-        Transport::Tcp => None,
-    }
+    IpcFile::of(transport, ip, port)
 }
-
-/// How many random ipc numbers a bind on port 0 tries before giving up.
-const IPC_TRIES: usize = 256;
 
 /// Binds `socket` on `transport`/`ip`/`port` and returns the port actually bound.
 ///
@@ -156,71 +144,21 @@ fn bind_endpoint(socket: &zmq::Socket, name: &'static str, endpoint: &str) -> Re
 }
 
 /// Binds `ipc://{ip}-{N}` for an unpredictable `N` no other process of ours can be binding or
-/// have bound, and returns `N`.
-///
-/// libzmq unlinks an existing socket file when it binds an ipc path, so "is `{ip}-{N}` free?"
-/// followed by a bind is a race (two kernels starting together take one path, and the first
-/// loses its socket). Instead, for a random `N`:
-///
-/// 1. the lock file `{ip}-{N}.lock` is created with `O_CREAT | O_EXCL` (mode 0600): exactly
-///    one process can, whoever starts when; anyone else draws another `N`;
-/// 2. holding it, `{ip}-{N}` is checked: a socket file there (a live socket, or one a crashed
-///    process left) is never replaced, another `N` is drawn;
-/// 3. the path is bound, then the lock is removed. Whoever locks `N` later sees the socket file
-///    in step 2, since the bind happened before the lock was released.
+/// have bound, and returns `N`: the path is claimed first ([`IpcClaim`]: a lock file created
+/// with `O_EXCL`, held across the bind), since libzmq unlinks an existing socket file when it
+/// binds an ipc path and "is it free?" followed by a bind is a race.
 ///
 /// The socket file itself stays until the caller's [`IpcFile`] is dropped.
 fn bind_ipc_any(socket: &zmq::Socket, name: &'static str, ip: &str) -> Result<u16, Error> {
-    for _ in 0..IPC_TRIES {
-        let port = random_ipc_number()?;
-        let path = format!("{ip}-{port}");
-        let lock = format!("{path}.lock");
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        match options.open(&lock) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(_) => {
-                return Err(Error::Endpoint {
-                    endpoint: quote(&format!("ipc://{path}")),
-                    reason: "cannot create the lock file next to it (is the directory writable?)",
-                });
-            }
-        }
-        let taken = std::fs::symlink_metadata(&path).is_ok();
-        let bound = if taken {
-            None
-        } else {
-            Some(bind_endpoint(socket, name, &format!("ipc://{path}")))
-        };
-        let _ = std::fs::remove_file(&lock);
-        match bound {
-            None => continue,
-            Some(Ok(())) => return Ok(port),
-            Some(Err(error)) => return Err(error),
-        }
-    }
-    Err(Error::Endpoint {
+    let claim = IpcClaim::new(ip).map_err(|_| Error::Endpoint {
         endpoint: quote(&Transport::Ipc.endpoint(ip, 0)),
-        reason: "no free ipc number found in 256 random tries",
-    })
-}
-
-/// A random ipc number in 1..=65535, from the OS's secure generator.
-fn random_ipc_number() -> Result<u16, Error> {
-    loop {
-        let mut bytes = [0u8; 2];
-        getrandom::fill(&mut bytes).map_err(|_| Error::Internal("no random bytes from the OS"))?;
-        let n = u16::from_le_bytes(bytes);
-        if n != 0 {
-            return Ok(n);
-        }
-    }
+        reason: "no ipc path could be claimed next to it (is the directory writable?)",
+    })?;
+    let port = claim.number();
+    bind_endpoint(socket, name, &Transport::Ipc.endpoint(ip, port))?;
+    // Bound: whoever claims this number later sees the socket file.
+    drop(claim);
+    Ok(port)
 }
 
 /// The port of a bound tcp endpoint such as `tcp://127.0.0.1:40123` or `tcp://[::1]:40123`.

@@ -222,6 +222,7 @@ async fn serve(
             stdin,
             control,
             hb,
+            ..
         } = &mut *sockets;
         let xpub = match iopub {
             Iopub::XPub(x) => Some(x),
