@@ -349,6 +349,10 @@ fn a_closed_stdout_is_no_panic() {
 /// libzmq's 1023 sockets per context) reports every kernel ok, and leaves no file behind. The
 /// 1000-kernel run is a command in README (too slow for CI on two cores).
 #[test]
+#[cfg_attr(
+    all(feature = "tokio", not(feature = "zmq")),
+    ignore = "zeromq 0.6's ROUTER loses registrations and replies in a burst of connections (tokio driver docs); the `router` branch replaces it"
+)]
 fn three_hundred_kernels_through_one_socket_all_report_ok() {
     let runtime = TempDir::new("scale");
     let mut argv = common::our_kernel_argv();

