@@ -415,6 +415,7 @@ impl Launcher {
             ids.push(Ok(id));
         }
         self.wait(observer).await?;
+        self.reap_failed().await;
         Ok(ids
             .into_iter()
             .map(|id| id.and_then(|id| self.outcome(id)))
@@ -441,9 +442,21 @@ impl Launcher {
         self.registrar.rearm(self.clock.now(), id)?;
         self.drain(&mut |_, _| {}).await?;
         self.wait(&mut |_, _| {}).await?;
+        self.reap_failed().await;
         let new = self.outcome(id)?;
         *launched = new;
         Ok(())
+    }
+
+    /// Kills the process groups of the awaited launches that failed, and reaps them (and
+    /// removes their files), before their outcome is handed back: a caller told "failed" finds
+    /// no process of that kernel left, not even a zombie.
+    async fn reap_failed(&mut self) {
+        for member in &mut self.members {
+            if member.awaited && member.failed.is_some() {
+                member.stop(None).await;
+            }
+        }
     }
 
     /// Forgets a launch whose kernel is gone for good (its key may then be reused).
