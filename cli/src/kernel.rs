@@ -149,9 +149,11 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
         }
         why_stopped.is_some()
     });
+    // The file with the key goes first: nothing will connect again, and a launcher stopping us
+    // (SIGTERM, then SIGKILL after its grace) may not wait for the linger below.
+    remove_own_file();
     // Closing the driver flushes what is queued (within the sockets' linger).
     drop(driver);
-    remove_own_file();
     served?;
     match why_stopped {
         None => Ok(ExitCode::SUCCESS),
