@@ -18,9 +18,7 @@ use jupyter_handshake::message::Header;
 use jupyter_handshake::message::Session;
 use jupyter_handshake::wire::{self, Limits};
 use jupyter_handshake_tokio::zeromq::{self, SocketSend, ZmqMessage};
-use jupyter_handshake_tokio::{
-    Clock, Iopub, KernelOptions, KernelSockets, frames, message, recv, start_kernel,
-};
+use jupyter_handshake_tokio::{Clock, Iopub, KernelOptions, frames, message, recv, start_kernel};
 use serde_json::{Value, json};
 
 #[tokio::main]
@@ -33,13 +31,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // migration: begin — replaces "read the file, bind shell/iopub/stdin/control/hb on its ports"
     let options = KernelOptions::default();
     let started = start_kernel(&path, &options).await?;
-    let KernelSockets {
-        shell,
-        iopub,
-        control,
-        mut hb,
-        ..
-    } = started.sockets;
+    // Fields moved out one by one: `sockets` keeps the rest (over ipc, the socket files).
+    let sockets = started.sockets;
+    let (shell, iopub, control, mut hb) =
+        (sockets.shell, sockets.iopub, sockets.control, sockets.hb);
     let connection = started.connection;
     // migration: end
     let signer = Signer::new(connection.signature_scheme, &connection.key);
