@@ -44,25 +44,19 @@ use jupyter_handshake::{
 };
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use zeromq::{RouterSendHalf, RouterSocket, Socket, ZmqMessage};
 
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::files::{
     FileWatch, create_private_dir, new_session_id, random_key, runtime_dir, write_private_atomic,
 };
-use crate::sockets::{bind, frames, recv, send};
+use crate::router::{Incoming, Router};
 
 /// The longest the launcher sleeps before looking at the kernels' processes and files again.
 const TICK: Duration = Duration::from_millis(10);
 
 /// At most this many messages per wake-up, so a flood cannot hide a kernel's exit.
 const MAX_BATCH: usize = 64;
-
-/// Received messages queued between the receiving task and the launcher at most (a flood
-/// waits in zeromq and the kernel's socket buffers beyond that, not in our memory).
-const INCOMING: usize = 256;
 
 /// Where a kernel's stdout or stderr go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -204,12 +198,10 @@ impl Member {
 pub struct Launcher {
     clock: Clock,
     registrar: Registrar,
-    /// The registration socket's sending half.
-    router: RouterSendHalf,
-    /// What the receiving task read from the registration socket, in order.
-    incoming: mpsc::Receiver<ZmqMessage>,
-    /// That task: it owns the receiving half and is never cancelled mid-`recv`.
-    receiver: JoinHandle<()>,
+    /// The registration socket ([`crate::router`]): replies go out through it.
+    router: Router,
+    /// The messages its peers sent, routing id first (at most [`crate::router::INCOMING`]).
+    incoming: mpsc::Receiver<Incoming>,
     options: LaunchOptions,
     dir: PathBuf,
     session_id: String,
@@ -250,9 +242,8 @@ impl Launcher {
         loop {
             match registrar.poll_output() {
                 Output::Action(RegistrarAction::BindRegistration { transport, ip }) => {
-                    let mut socket = RouterSocket::new();
-                    let port = bind(&mut socket, "registration", transport, &ip, 0).await?;
-                    router = Some(socket);
+                    let (socket, received, port) = Router::bind(transport, &ip).await?;
+                    router = Some((socket, received));
                     registrar
                         .handle_input(clock.now(), RegistrarInput::RegistrationBound { port })?;
                 }
@@ -264,22 +255,13 @@ impl Launcher {
                 }
             }
         }
-        let router = router.ok_or(Error::Internal("the registrar never asked for its socket"))?;
-        let (router, mut receiving) = router.split();
-        let (tx, incoming) = mpsc::channel(INCOMING);
-        let receiver = tokio::spawn(async move {
-            while let Ok(message) = recv(&mut receiving).await {
-                if tx.send(message).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let (router, incoming) =
+            router.ok_or(Error::Internal("the registrar never asked for its socket"))?;
         Ok(Self {
             clock,
             registrar,
             router,
             incoming,
-            receiver,
             options,
             dir,
             session_id,
@@ -414,12 +396,19 @@ impl Launcher {
             };
             let Some(first) = first else { continue };
             let mut message = first.ok_or(Error::Internal(
-                "zeromq stopped delivering on the registration socket",
+                "the registration socket stopped delivering",
             ))?;
-            for _ in 0..MAX_BATCH {
+            // At most MAX_BATCH messages, then the kernels and deadlines again. A message is
+            // taken off the queue only to be handled at once (one taken after the last of a
+            // batch used to be dropped unhandled: a burst of more than 64 lost messages).
+            for handled in 1..=MAX_BATCH {
                 let now = self.clock.now();
-                self.registrar.receive(now, &frames(&message));
+                self.registrar.receive(now, &message.frames);
+                drop(message);
                 self.drain(observer).await?;
+                if handled == MAX_BATCH {
+                    break;
+                }
                 // Whatever else is queued already, without waiting.
                 match self.incoming.try_recv() {
                     Ok(next) => message = next,
@@ -508,9 +497,9 @@ impl Launcher {
                     return Err(Error::Internal("the registrar asked for a second socket"));
                 }
                 // Undeliverable (the kernel is gone or does not read): dropped, as libzmq's
-                // ROUTER would; the core's deadline or the exit decides the launch.
+                // ROUTER would; the core's deadline or the exit decides the launch. Never waits.
                 Output::Transmit(transmit) => {
-                    let _delivered = send(&mut self.router, transmit.frames).await;
+                    let _delivered = self.router.send(&transmit.frames);
                 }
                 Output::Event(event) => {
                     let now = self.clock.now();
@@ -594,7 +583,6 @@ impl Launcher {
 impl Drop for Launcher {
     /// Kills the kernels that were never handed over and removes their files.
     fn drop(&mut self) {
-        self.receiver.abort();
         for member in &mut self.members {
             if let Some(mut child) = member.child.take() {
                 let _ = child.start_kill();

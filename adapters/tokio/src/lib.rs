@@ -111,6 +111,7 @@ pub mod error;
 pub mod files;
 pub mod kernel;
 pub mod launcher;
+pub mod router;
 mod sockets;
 pub use sockets::{frames, message, recv};
 
