@@ -367,11 +367,12 @@ fn listen_ipc(ip: &str) -> Result<(tokio::net::UnixListener, u16, std::path::Pat
 #[cfg(unix)]
 fn random_ipc_number() -> Result<u16, Error> {
     loop {
-        let mut bytes = [0u8; 2];
-        getrandom::fill(&mut bytes).map_err(|_| Error::Internal("no random bytes from the OS"))?;
-        let n = u16::from_le_bytes(bytes);
-        if n != 0 {
-            return Ok(n);
+        let hex = jupyter_handshake_host::files::random_hex(2)
+            .map_err(|_| Error::Internal("no random bytes from the OS"))?;
+        match u16::from_str_radix(&hex, 16) {
+            Ok(0) => {}
+            Ok(n) => return Ok(n),
+            Err(_) => return Err(Error::Internal("random_hex gave no hex")),
         }
     }
 }
