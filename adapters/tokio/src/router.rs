@@ -583,3 +583,101 @@ async fn write<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<()
         Err(_) => Err(Closed::WriteTimeout),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeromq::util::PeerIdentity;
+    use zeromq::{DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    async fn next(incoming: &mut mpsc::Receiver<Incoming>) -> Incoming {
+        tokio::time::timeout(WAIT, incoming.recv())
+            .await
+            .expect("a message in time")
+            .expect("the router runs")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replies_go_by_our_routing_id_whatever_identity_peers_claim() {
+        let (router, mut incoming, port) = Router::bind(Transport::Tcp, "127.0.0.1").await.unwrap();
+        let endpoint = format!("tcp://127.0.0.1:{port}");
+        let mut dealers = Vec::new();
+        for name in ["first", "second"] {
+            let mut options = SocketOptions::default();
+            options.peer_identity(PeerIdentity::try_from(&b"same"[..]).unwrap());
+            let mut dealer = DealerSocket::with_options(options);
+            dealer.connect(&endpoint).await.unwrap();
+            dealer.send(ZmqMessage::from(name)).await.unwrap();
+            dealers.push(dealer);
+        }
+        let mut ids = HashMap::new();
+        for _ in 0..2 {
+            let message = next(&mut incoming).await;
+            assert_eq!(message.frames.len(), 2, "routing id, then the one frame");
+            ids.insert(message.frames[1].clone(), message.frames[0].clone());
+        }
+        assert_ne!(
+            ids[&b"first"[..]],
+            ids[&b"second"[..]],
+            "two peers, two ids"
+        );
+        for (name, dealer) in ["first", "second"].iter().zip(&mut dealers) {
+            let reply = format!("to {name}");
+            assert!(router.send(&[&ids[name.as_bytes()][..], reply.as_bytes()]));
+            let got = tokio::time::timeout(WAIT, dealer.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.get(0).map(|b| b.as_ref()), Some(reply.as_bytes()));
+        }
+        // Not a peer of ours (a peer-chosen identity, an unknown id, nothing to send): dropped.
+        assert!(!router.send(&[&b"same"[..], b"x"]));
+        assert!(!router.send(&[&routing_id(999)[..], b"x"]));
+        assert!(!router.send(&[&ids[&b"first"[..]][..]]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_that_never_reads_its_replies_is_dropped_and_no_send_waits() {
+        let (router, mut incoming, port) = Router::bind(Transport::Tcp, "127.0.0.1").await.unwrap();
+        let mut peer = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        // A ROUTER peer (our own greeting and READY are a valid peer's), one message, and from
+        // then on nothing read.
+        let mut hello = zmtp::greeting().to_vec();
+        zmtp::ready(&mut hello);
+        zmtp::message(&mut hello, &[b"hello"]);
+        peer.write_all(&hello).await.unwrap();
+        let id = next(&mut incoming).await.frames[0].clone();
+        let reply = vec![0u8; 1 << 20];
+        let mut sent = 0;
+        while router.send(&[&id[..], &reply[..]]) {
+            sent += 1;
+            assert!(sent < 10_000, "a peer that does not read was never dropped");
+        }
+        assert!(!router.send(&[&id[..], b"x"]), "the peer is gone");
+        // The peer sees its connection closed once it reads what reached it.
+        let mut buf = vec![0u8; 1 << 16];
+        let closed = async {
+            loop {
+                match peer.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, closed)
+            .await
+            .expect("closed by the router");
+    }
+
+    #[test]
+    fn routing_ids_are_ours_and_parse_back() {
+        for id in [0, 1, u64::MAX] {
+            assert_eq!(parse_routing_id(&routing_id(id)), Some(id));
+        }
+        assert_eq!(parse_routing_id(b"same"), None);
+        assert_eq!(parse_routing_id(&[0; 8]), None);
+        assert_eq!(parse_routing_id(&[1; 9]), None);
+    }
+}
