@@ -9,7 +9,7 @@
 //! message goes to the core's `Registrar`, which decides everything.
 //!
 //! Each connection is a task of its own: it sends our greeting whole at once, decodes the peer's
-//! bytes ([`zmtp`], sans-IO), answers READY with `Socket-Type: ROUTER` (REQ, DEALER and ROUTER
+//! bytes (a sans-IO ZMTP codec, `router/zmtp.rs`), answers READY with `Socket-Type: ROUTER` (REQ, DEALER and ROUTER
 //! peers are served), and hands each complete message to the launcher with the peer's routing
 //! id as its first frame, exactly as a ROUTER does. Routing ids are ours (`0x00` and a counter
 //! that never repeats), never the peer's `Identity`. The bounds, each a constant below:
@@ -33,7 +33,7 @@
 //! ours). So the launcher holds at most about `MAX_CONNECTIONS × (MAX_FRAME + 8 KiB read
 //! buffer) + (INCOMING + MAX_CONNECTIONS) × MAX_MESSAGE`, whatever the peers send.
 //!
-//! Replies ([`Router::send`]) never wait: they go to the peer named by the first frame, are
+//! Replies never wait: they go to the peer named by the first frame, are
 //! dropped if that peer is gone (as libzmq's ROUTER does), and drop the peer if its write queue
 //! is full.
 //!
