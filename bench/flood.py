@@ -16,6 +16,10 @@ would scan ports instead, with the same effect).
 
     python3 bench/flood.py --count 50 --flooders 4 --conns 100
     python3 bench/flood.py --count 2 --endless --endless-mb 1024 --hold 8
+
+`--launcher CMD` replaces `<bin> launch` (the tokio driver's launcher:
+`--launcher "target/release/examples/flood_launcher launch"`), `--kernel CMD` the kernel
+command (default `<bin> kernel -f {connection_file}`).
 """
 
 import argparse
@@ -23,6 +27,7 @@ import glob
 import json
 import multiprocessing
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -109,15 +114,15 @@ def endless(port, total_mb, stop):
     s.close()
 
 
-def run(binary, count, timeout, flood=None, hold=0.0):
+def run(binary, count, timeout, flood=None, hold=0.0, launcher=None, kernel=None):
     runtime = tempfile.mkdtemp(prefix="jh-flood-")
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=runtime)
-    kernel = [binary, "kernel", "-f", "{connection_file}"]
+    kernel = kernel or [binary, "kernel", "-f", "{connection_file}"]
     if hold:
         # The kernels start `hold` seconds late: the launcher waits (and is flooded) that long.
-        kernel = ["sh", "-c", f'sleep {hold}; exec "$0" kernel -f "$1"', binary,
-                  "{connection_file}"]
-    argv = [binary, "launch", "--json", "--count", str(count), "--timeout", str(timeout), "--",
+        kernel = ["sh", "-c", f'sleep {hold}; exec "$@"', "sh", *kernel]
+    launcher = launcher or [binary, "launch"]
+    argv = [*launcher, "--json", "--count", str(count), "--timeout", str(timeout), "--",
             *kernel]
     start = time.monotonic()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -162,11 +167,15 @@ def main():
                    help="bytes per forged frame (default: just under the 8 KiB limit)")
     p.add_argument("--endless", action="store_true")
     p.add_argument("--endless-mb", type=int, default=512)
+    p.add_argument("--launcher", default=None,
+                   help="launcher command instead of '<bin> launch' (shell words)")
+    p.add_argument("--kernel", default=None,
+                   help="kernel command with {connection_file} (shell words)")
     p.add_argument("--hold", type=float, default=0.0,
                    help="start each kernel this many seconds late (keeps the launcher waiting)")
     a = p.parse_args()
     FRAME = a.frame
-    binary = a.bin or default_binary()
+    binary = a.bin or (None if a.launcher and a.kernel else default_binary())
 
     def start_flood(port, stop):
         ws = []
@@ -179,11 +188,14 @@ def main():
             w.start()
         return ws
 
-    base = run(binary, a.count, a.timeout, hold=a.hold)
+    launcher = shlex.split(a.launcher) if a.launcher else None
+    kernel = shlex.split(a.kernel) if a.kernel else None
+    base = run(binary, a.count, a.timeout, hold=a.hold, launcher=launcher, kernel=kernel)
     print(f"alone:   {base[0]}/{a.count} healthy, {base[1]:.2f} s, peak RSS {base[2] / 1024:.1f} MiB {base[3]}")
     what = (f"endless message of {a.endless_mb} MiB" if a.endless
             else f"{a.flooders} x {a.conns} connections")
-    flooded = run(binary, a.count, a.timeout, start_flood, hold=a.hold)
+    flooded = run(binary, a.count, a.timeout, start_flood, hold=a.hold, launcher=launcher,
+                  kernel=kernel)
     print(f"flooded ({what}): {flooded[0]}/{a.count} healthy, {flooded[1]:.2f} s, "
           f"peak RSS {flooded[2] / 1024:.1f} MiB {flooded[3]}")
     print(f"slowdown: {flooded[1] / base[1]:.2f}x")
