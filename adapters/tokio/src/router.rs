@@ -8,17 +8,19 @@
 //! one instead (the kernel side and the client keep `zeromq`). It only moves frames: every
 //! message goes to the core's `Registrar`, which decides everything.
 //!
-//! Each connection is a task of its own: it sends our greeting whole at once, decodes the peer's
-//! bytes (a sans-IO ZMTP codec, `router/zmtp.rs`), answers READY with `Socket-Type: ROUTER` (REQ, DEALER and ROUTER
-//! peers are served), and hands each complete message to the launcher with the peer's routing
-//! id as its first frame, exactly as a ROUTER does. Routing ids are ours (`0x00` and a counter
+//! Each connection is a task of its own: it sends our greeting whole at once (libzmq sends its
+//! own in parts, signature first, and waits for ours), decodes the peer's bytes (a sans-IO ZMTP
+//! codec, `router/zmtp.rs`), answers READY with `Socket-Type: ROUTER` (REQ, DEALER and ROUTER
+//! peers are served), replies to PING with PONG, ignores other commands within the frame
+//! bound, and hands each complete message to the launcher with the peer's routing id as its
+//! first frame, exactly as a ROUTER does. Routing ids are ours (`0x00` and a counter
 //! that never repeats), never the peer's `Identity`. The bounds, each a constant below:
 //!
 //! | bound | value | what it bounds |
 //! |---|---|---|
 //! | [`MAX_FRAME`] | 8 KiB | one frame's body, judged on its header (1- or 8-byte length) |
 //! | [`MAX_FRAMES`] | 63 | frames of one message (64 with the routing id: the core's bound) |
-//! | [`MAX_MESSAGE`] | 32 KiB | bytes of one message, judged on each frame's header |
+//! | [`MAX_MESSAGE`] | 16 KiB | bytes of one message, judged on each frame's header |
 //! | [`HANDSHAKE_TIMEOUT`] | 10 s | greeting + READY, from the accept (silent or slow peers) |
 //! | [`PEER_QUEUE`] | 4 | messages of one peer received and not yet handled by the launcher |
 //! | [`MESSAGES_PER_WAKE`] | 16 | messages one connection hands over before it yields |
@@ -30,8 +32,11 @@
 //! A peer that breaks a bound is disconnected at once, and what it sent is not kept: a frame is
 //! refused on its header, before its body is read. A peer whose queue is full is simply not read
 //! until the launcher has taken its messages (its bytes wait in its own socket buffers, not in
-//! ours). So the launcher holds at most about `MAX_CONNECTIONS × (MAX_FRAME + 8 KiB read
-//! buffer) + (INCOMING + MAX_CONNECTIONS) × MAX_MESSAGE`, whatever the peers send.
+//! ours). So, whatever the peers send, the launcher holds at most about `MAX_CONNECTIONS ×
+//! (MAX_FRAME + 16 KiB of read buffers + 2 × MAX_MESSAGE)` (a message being decoded and one
+//! waiting for its place) `+ INCOMING × MAX_MESSAGE`: some 60 MiB at the cap, with every
+//! connection sending the largest messages; 4 × 100 flooding connections measured 21 MiB peak
+//! RSS for the whole launcher (`bench/flood.py`, README).
 //!
 //! Replies never wait: they go to the peer named by the first frame, are
 //! dropped if that peer is gone (as libzmq's ROUTER does), and drop the peer if its write queue
@@ -74,7 +79,7 @@ pub const MAX_FRAMES: usize = Limits::HANDSHAKE.max_frames - 1;
 
 /// The most bytes in one message from a peer (a real request is 1–2 KiB): what libzmq cannot
 /// bound, and what an endless multipart message breaks.
-pub const MAX_MESSAGE: usize = 32 * 1024;
+pub const MAX_MESSAGE: usize = 16 * 1024;
 
 /// How long a peer has, from the accept, to complete its greeting and READY.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
