@@ -378,6 +378,10 @@ impl Launcher {
                 awaited: true,
             });
             self.drain(observer).await?;
+            // The kernels started so far may have registered already: answer them now, not
+            // after the whole fleet is spawned (spawning 200 on a loaded machine outlasts a
+            // kernel's wait for its reply).
+            self.serve_queued(MAX_BATCH, observer).await?;
             ids.push(Ok(id));
         }
         self.wait(observer).await?;
@@ -443,27 +447,44 @@ impl Launcher {
                 () = tokio::time::sleep(sleep) => None,
             };
             let Some(first) = first else { continue };
-            let mut message = first.ok_or(Error::Internal(
+            let first = first.ok_or(Error::Internal(
                 "the registration socket stopped delivering",
             ))?;
-            // At most MAX_BATCH messages, then the kernels and deadlines again. A message is
-            // taken off the queue only to be handled at once (one taken after the last of a
-            // batch used to be dropped unhandled: a burst of more than 64 lost messages).
-            for handled in 1..=MAX_BATCH {
-                let now = self.clock.now();
-                self.registrar.receive(now, &message.frames);
-                drop(message);
-                self.drain(observer).await?;
-                if handled == MAX_BATCH {
-                    break;
-                }
-                // Whatever else is queued already, without waiting.
-                match self.incoming.try_recv() {
-                    Ok(next) => message = next,
-                    Err(_) => break,
-                }
+            self.receive(first, observer).await?;
+            // At most MAX_BATCH messages, then the kernels and deadlines again.
+            self.serve_queued(MAX_BATCH - 1, observer).await?;
+        }
+    }
+
+    /// Hands the registrar at most `budget` messages the registration socket has queued
+    /// already, without waiting. A message is taken off the queue only to be handled at once
+    /// (one taken after the last of a batch used to be dropped unhandled: a burst of more than
+    /// 64 lost a registration).
+    async fn serve_queued(
+        &mut self,
+        budget: usize,
+        observer: &mut (dyn FnMut(Instant, &RegistrarEvent) + Send),
+    ) -> Result<(), Error> {
+        for _ in 0..budget {
+            match self.incoming.try_recv() {
+                Ok(message) => self.receive(message, observer).await?,
+                Err(_) => break,
             }
         }
+        Ok(())
+    }
+
+    /// One message of the registration socket to the registrar, and what it asks done.
+    async fn receive(
+        &mut self,
+        message: Incoming,
+        observer: &mut (dyn FnMut(Instant, &RegistrarEvent) + Send),
+    ) -> Result<(), Error> {
+        let now = self.clock.now();
+        self.registrar.receive(now, &message.frames);
+        // Its place in its peer's queue is free again.
+        drop(message);
+        self.drain(observer).await
     }
 
     /// Reports every pending kernel's file change and exit, then the time; cleans up the
