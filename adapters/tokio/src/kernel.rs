@@ -35,7 +35,7 @@ use zeromq::{
 
 use crate::clock::Clock;
 use crate::error::Error;
-use crate::files::{MAX_FILE_LEN, new_session_id, write_private_atomic};
+use crate::files::{Links, new_session_id, read_handshake_file, write_private_atomic};
 use crate::sockets::{bind, connect, frames, recv, send};
 
 /// How long to sleep when the core names no deadline (it always does while waiting; this only
@@ -141,24 +141,16 @@ pub async fn start_kernel(path: &Path, options: &KernelOptions) -> Result<Starte
     start_kernel_with(file, options, &mut |_, _| {}).await
 }
 
-/// Reads and classifies a kernel's file, refusing anything longer than 64 KiB.
+/// Reads and classifies a kernel's file, through
+/// [`read_handshake_file`]: never blocking, regular files
+/// only, at most 64 KiB (a link is followed: a user may hand one over).
 pub fn read_kernel_file(path: &Path) -> Result<KernelFile, Error> {
-    use std::io::Read;
-    let read = |path: &Path| -> std::io::Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)?
-            .take(MAX_FILE_LEN + 1)
-            .read_to_end(&mut bytes)?;
-        if bytes.len() as u64 > MAX_FILE_LEN {
-            return Err(std::io::Error::other(format!(
-                "longer than {MAX_FILE_LEN} bytes"
-            )));
-        }
-        Ok(bytes)
-    };
-    let bytes = read(path).map_err(|source| Error::ReadFile {
+    let bytes = read_handshake_file(path, Links::Follow).map_err(|error| Error::ReadFile {
         path: path.to_path_buf(),
-        source,
+        source: match error {
+            crate::files::FileReadError::Io(e) => e,
+            other => std::io::Error::other(other),
+        },
     })?;
     KernelFile::from_json(&bytes).map_err(|source| Error::InvalidFile {
         path: path.to_path_buf(),

@@ -30,13 +30,12 @@
 //! registration socket (the way nteract's daemon lost ports to its kernels).
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use jupyter_handshake::{
-    ConnectionFile, Dialect, Evidence, ExitStatus, Failure, Instant, LauncherEvent, Output,
-    Rejection, Transport,
+    ConnectionFile, Dialect, Evidence, Failure, Instant, LauncherEvent, Output, Rejection,
+    Transport,
 };
 use jupyter_handshake::{
     LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarEvent,
@@ -52,6 +51,8 @@ use crate::error::Error;
 use crate::files::{
     FileWatch, create_private_dir, new_session_id, random_key, runtime_dir, write_private_atomic,
 };
+use crate::process;
+pub use crate::process::{ChildStdio, exit_status, substitute_connection_file};
 use crate::sockets::{bind, frames, recv, send};
 
 /// The longest the launcher sleeps before looking at the kernels' processes and files again.
@@ -63,28 +64,6 @@ const MAX_BATCH: usize = 64;
 /// Received messages queued between the receiving task and the launcher at most (a flood
 /// waits in zeromq and the kernel's socket buffers beyond that, not in our memory).
 const INCOMING: usize = 256;
-
-/// Where a kernel's stdout or stderr go.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ChildStdio {
-    /// The launcher's own stream (default).
-    #[default]
-    Inherit,
-    /// Nowhere.
-    Null,
-    /// A pipe, readable from [`Launched::child`] (read it, or the kernel blocks when it fills).
-    Piped,
-}
-
-impl ChildStdio {
-    fn to_stdio(self) -> Stdio {
-        match self {
-            Self::Inherit => Stdio::inherit(),
-            Self::Null => Stdio::null(),
-            Self::Piped => Stdio::piped(),
-        }
-    }
-}
 
 /// How a [`Launcher`] launches.
 #[derive(Clone, Debug)]
@@ -152,18 +131,6 @@ impl Launched {
             other => other,
         }
     }
-}
-
-/// How the child ended, in the core's terms (a signal only on Unix).
-pub fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            return ExitStatus::Signal(signal);
-        }
-    }
-    status.code().map_or(ExitStatus::Unknown, ExitStatus::Code)
 }
 
 /// One launch: its command, process, file and what the core said.
@@ -618,24 +585,9 @@ fn write_and_spawn(
     })?;
     member.watch = Some(FileWatch::new(member.path.clone(), bytes));
     let argv = substitute_connection_file(&member.argv, &member.path);
-    let (program, args) = argv.split_first().ok_or(Error::EmptyCommand)?;
-    Command::new(program)
-        .args(args)
-        .envs(options.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(options.stdout.to_stdio())
-        .stderr(options.stderr.to_stdio())
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            program: program.clone(),
-            source,
-        })
-}
-
-/// `argv` with every `{connection_file}` replaced by `path`, as jupyter_client does.
-pub fn substitute_connection_file(argv: &[String], path: &Path) -> Vec<String> {
-    let path = path.to_string_lossy();
-    argv.iter()
-        .map(|a| a.replace("{connection_file}", &path))
-        .collect()
+    let program = argv.first().cloned().ok_or(Error::EmptyCommand)?;
+    // Its own process group, `JPY_PARENT_PID`, stdin null: as every launcher starts a kernel.
+    process::command(&argv, &options.env, options.stdout, options.stderr)
+        .and_then(|command| Command::from(command).spawn())
+        .map_err(|source| Error::Spawn { program, source })
 }

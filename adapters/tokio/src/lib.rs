@@ -53,8 +53,9 @@
 //!   `Registrar`), with restarts through the same socket; [`launch`] is one launch on a socket
 //!   of its own.
 //! * [`client`]: a [`Client`] for kernel_info, execute, shutdown.
-//! * [`clock`], [`files`]: the core's timeline; private atomic files, the runtime dir, a file
-//!   watch that does not trust the file, keys.
+//! * [`clock`], [`files`], [`process`], [`kernelspec`]: from `jupyter-handshake-host`, shared
+//!   with the libzmq driver: the core's timeline; private atomic files, the runtime dir, a file
+//!   watch that does not trust the file, keys; how kernels are started and stopped.
 //!
 //! ## Futures and cancellation
 //!
@@ -106,17 +107,17 @@
 //! * **ipc** goes through zeromq's AF_UNIX support on Windows 10+.
 
 pub mod client;
-pub mod clock;
 pub mod error;
-pub mod files;
 pub mod kernel;
 pub mod launcher;
 mod sockets;
 pub use sockets::{frames, message, recv};
 
 pub use client::{Channel, Client, ExecuteOutcome};
-pub use clock::Clock;
 pub use error::Error;
+/// What every driver shares (the core's clock, private files and the file watch, kernel
+/// processes, kernelspecs), from `jupyter-handshake-host`.
+pub use jupyter_handshake_host::{Clock, clock, files, kernelspec, process};
 pub use kernel::{
     Iopub, KernelOptions, KernelSockets, StartedKernel, start_kernel, start_kernel_with,
 };
@@ -124,6 +125,8 @@ pub use launcher::{ChildStdio, LaunchOptions, Launched, Launcher, launch};
 
 /// The core crate, re-exported so callers use the same version.
 pub use jupyter_handshake;
+/// The drivers' shared host crate, re-exported.
+pub use jupyter_handshake_host;
 /// The zeromq crate, re-exported so callers use the same version.
 pub use zeromq;
 

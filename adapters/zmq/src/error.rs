@@ -111,28 +111,9 @@ pub enum Error {
     Registrar(#[from] RegistrarError),
 }
 
-/// The most characters of a value (an endpoint, an address) an error message quotes.
-pub const QUOTE_MAX_CHARS: usize = 64;
-
-/// `text` as an error message may quote it: escaped (`escape_default`: no control character,
-/// newline or non-ASCII byte reaches a terminal or a log as is), and at most
-/// [`QUOTE_MAX_CHARS`] characters of that, then `…` when there was more. A 10 MB address makes
-/// a one-line error, not a 10 MB one.
-///
-/// ```
-/// use jupyter_handshake_zmq::error::quote;
-/// assert_eq!(quote("tcp://127.0.0.1:5"), "tcp://127.0.0.1:5");
-/// assert_eq!(quote("a\nb"), "a\\nb");
-/// assert_eq!(quote(&"x".repeat(10_000_000)), format!("{}…", "x".repeat(64)));
-/// ```
-pub fn quote(text: &str) -> String {
-    let mut out: String = text.escape_default().take(QUOTE_MAX_CHARS + 1).collect();
-    if out.chars().count() > QUOTE_MAX_CHARS {
-        out = out.chars().take(QUOTE_MAX_CHARS).collect();
-        out.push('…');
-    }
-    out
-}
+/// How an error message quotes a value (short, escaped): the host crate's, shared by every
+/// driver.
+pub use jupyter_handshake_host::{QUOTE_MAX_CHARS, quote};
 
 #[cfg(any(feature = "blocking", feature = "async"))]
 fn at(endpoint: &Option<String>) -> String {

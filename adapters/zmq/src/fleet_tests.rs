@@ -10,8 +10,8 @@ use jupyter_handshake::{Dialect, Evidence, ExitStatus, Failure, Instant, Launche
 
 use crate::blocking::testkit::helper_kernel_argv;
 use crate::error::LaunchError;
-use crate::files::tests::TempDir;
 use crate::launch::{ChildStdio, LaunchOptions, Launched};
+use crate::temp::TempDir;
 use crate::{asynchronous, blocking};
 
 /// What each kernel of a fleet does, by index: every 20th dies mid-handshake (5 %), every 10th

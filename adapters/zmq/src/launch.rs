@@ -29,7 +29,7 @@
 //!
 //! ## Classic mode ([`LaunchMode::Classic`]): racy on purpose
 //!
-//! Five ports are picked by binding port 0 with [`TcpListener`]s and closing them, exactly as
+//! Five ports are picked by binding port 0 with [`TcpListener`](std::net::TcpListener)s and closing them, exactly as
 //! jupyter_client does, then written into a classic connection file. **This is racy**: between
 //! the moment the listeners close and the moment the kernel binds, any process may take one of
 //! those ports, and the kernel then dies with "Address already in use" (or worse, a client talks
@@ -52,75 +52,33 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::process::Child;
+use std::time::Duration;
 
 use jupyter_handshake::{
-    ConnectionFile, Dialect, Evidence, ExitStatus, Instant, KernelPorts, LauncherEvent,
-    LauncherState, Output, Rejection, SignatureScheme, Transport, wire::Limits,
+    ConnectionFile, Dialect, Evidence, ExitStatus, Instant, LauncherEvent, LauncherState, Output,
+    Rejection, SignatureScheme, Transport, wire::Limits,
 };
 
 use crate::clock::Clock;
 use crate::error::{Error, LaunchError};
 use crate::files::{
-    FileReadError, Links, create_private_dir, free_ipc_port, new_session_id, random_key,
-    read_handshake_file, runtime_dir, write_private_atomic,
+    FileWatch, create_private_dir, new_session_id, random_key, runtime_dir, write_private_atomic,
 };
 use crate::kernelspec::LaunchMode;
-use crate::process::{self, Cancel, PARENT_PID_ENV, STOP_GRACE};
+use crate::process::{self, Cancel, STOP_GRACE};
+pub use crate::process::{ChildStdio, exit_status, substitute_connection_file};
 use crate::sockets::{IpcFile, Wrap, bind, configure, ipc_file, send, socket, try_recv};
 use crate::wait::{Engine, Interest, Watch};
 use jupyter_handshake::{
     LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarError,
     RegistrarEvent, RegistrarInput,
 };
+use jupyter_handshake_host::classic;
 
 /// The longest a driver sleeps before checking the child process and the file again.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
-
-/// Where the kernel's stdout or stderr go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ChildStdio {
-    /// The launcher's own stream (default).
-    #[default]
-    Inherit,
-    /// Nowhere.
-    Null,
-    /// The launcher's stderr (so that the launcher's stdout stays clean, for a JSON report say).
-    Stderr,
-    /// A pipe, readable from [`Launched::child`]. Read it, or the kernel blocks once it is full.
-    Piped,
-}
-
-impl ChildStdio {
-    fn to_stdio(self) -> Stdio {
-        match self {
-            Self::Inherit => Stdio::inherit(),
-            Self::Null => Stdio::null(),
-            Self::Piped => Stdio::piped(),
-            Self::Stderr => stderr_copy().unwrap_or_else(|_| Stdio::inherit()),
-        }
-    }
-}
-
-#[cfg(unix)]
-fn stderr_copy() -> io::Result<Stdio> {
-    use std::os::fd::AsFd;
-    Ok(Stdio::from(io::stderr().as_fd().try_clone_to_owned()?))
-}
-
-#[cfg(windows)]
-fn stderr_copy() -> io::Result<Stdio> {
-    use std::os::windows::io::AsHandle;
-    Ok(Stdio::from(io::stderr().as_handle().try_clone_to_owned()?))
-}
-
-#[cfg(not(any(unix, windows)))]
-fn stderr_copy() -> io::Result<Stdio> {
-    Ok(Stdio::inherit())
-}
 
 /// How a launch (`launch`, blocking or async) behaves.
 #[derive(Clone, Debug)]
@@ -221,65 +179,6 @@ impl Launched {
     }
 }
 
-/// How the child ended, in the core's terms (a signal is only known on Unix).
-pub fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            return ExitStatus::Signal(signal);
-        }
-    }
-    status.code().map_or(ExitStatus::Unknown, ExitStatus::Code)
-}
-
-/// `argv` with every `{connection_file}` replaced by `path`, as jupyter_client formats a
-/// kernelspec's argv.
-pub fn substitute_connection_file(argv: &[String], path: &Path) -> Vec<String> {
-    let path = path.to_string_lossy();
-    argv.iter()
-        .map(|arg| arg.replace("{connection_file}", &path))
-        .collect()
-}
-
-/// Five distinct free ports for a classic launch, picked the racy way (see the
-/// [module docs](self)): tcp ports by binding port 0 on `ip` with five listeners at once and
-/// closing them; ipc numbers `N` with no file `{ip}-{N}`.
-pub fn pick_classic_ports(transport: Transport, ip: &str) -> io::Result<KernelPorts> {
-    let ports: Vec<u16> = match transport {
-        Transport::Tcp => {
-            let listeners = (0..5)
-                .map(|_| TcpListener::bind((ip, 0)))
-                .collect::<io::Result<Vec<_>>>()?;
-            listeners
-                .iter()
-                .map(|l| l.local_addr().map(|a| a.port()))
-                .collect::<io::Result<_>>()?
-            // The listeners close here: from now on anyone may take these ports.
-        }
-        Transport::Ipc => {
-            let mut taken = Vec::with_capacity(5);
-            for _ in 0..5 {
-                let n = free_ipc_port(ip, &taken).ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::AddrInUse, "no free ipc number left")
-                })?;
-                taken.push(n);
-            }
-            taken
-        }
-    };
-    let [shell, iopub, stdin, control, hb] = ports[..] else {
-        return Err(io::Error::other("expected five ports"));
-    };
-    Ok(KernelPorts {
-        shell,
-        iopub,
-        stdin,
-        control,
-        hb,
-    })
-}
-
 /// A classic launch, which makes no protocol decision and so needs no machine: picks five ports
 /// (racily, see the [module docs](self)), writes the connection file, spawns the kernel. The
 /// launch "succeeds" once the kernel is spawned; nothing confirms its ports.
@@ -291,7 +190,7 @@ pub(crate) fn launch_classic(
         return Err(LaunchError::EmptyCommand);
     }
     let dir = file_dir(options)?;
-    let ports = pick_classic_ports(options.transport, &options.ip).map_err(LaunchError::Ports)?;
+    let ports = classic::pick_ports(options.transport, &options.ip).map_err(LaunchError::Ports)?;
     let mut connection = ConnectionFile::new(
         options.transport,
         options.ip.clone(),
@@ -320,30 +219,14 @@ pub(crate) fn launch_classic(
     })
 }
 
-/// What a file looked like when last looked at: its `stat` (see [`Stat`]) and its bytes.
-struct Seen {
-    stat: Stat,
-    bytes: Vec<u8>,
-}
-
-/// What one `stat` says about a file, enough to tell it changed: its length, its modification
-/// time and (on Unix) its inode, which an atomic replacement changes even within one tick of a
-/// coarse clock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stat {
-    len: u64,
-    modified: Option<SystemTime>,
-    inode: u64,
-}
-
 /// One kernel process of a launch: its file and its child. What the core says about the launch
 /// (its state, its connection, its failure) is read from the core, not kept here.
 struct Process {
     file: PathBuf,
     child: Option<Child>,
     spawned_at: Option<Instant>,
-    /// The file as last written or seen; `Some` once we have written it.
-    seen: Option<Seen>,
+    /// The watch on the file; `Some` once we have written it.
+    watch: Option<FileWatch>,
 }
 
 impl Process {
@@ -353,7 +236,7 @@ impl Process {
             file: dir.join(format!("kernel-{name}.json")),
             child: None,
             spawned_at: None,
-            seen: None,
+            watch: None,
         }
     }
 
@@ -368,65 +251,19 @@ impl Process {
             path: self.file.clone(),
             source,
         })?;
-        let stat = stat(&self.file).unwrap_or(Stat {
-            len: 0,
-            modified: None,
-            inode: 0,
-        });
-        self.seen = Some(Seen { stat, bytes });
+        self.watch = Some(FileWatch::new(self.file.clone(), bytes));
         let argv = substitute_connection_file(argv, &self.file);
-        let (program, args) = argv.split_first().ok_or(LaunchError::EmptyCommand)?;
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            // ipykernel's parent watch: the kernel exits once this process is gone.
-            .env(PARENT_PID_ENV, std::process::id().to_string())
-            .envs(options.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(options.stdout.to_stdio())
-            .stderr(options.stderr.to_stdio());
-        // A process group of its own, as jupyter_client does: stopping the kernel signals the
-        // group (a wrapper's children too), and a Ctrl-C at our terminal is ours to handle.
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command.spawn().map_err(|source| LaunchError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+        let program = argv.first().cloned().unwrap_or_default();
+        let child = process::command(&argv, &options.env, options.stdout, options.stderr)
+            .and_then(|mut command| command.spawn())
+            .map_err(|source| LaunchError::Spawn { program, source })?;
         self.child = Some(child);
         Ok(())
     }
 
-    /// The file's bytes, if they differ from the last ones written or seen. The file is read
-    /// only when one `stat` says it changed (length, modification time, inode); a file that
-    /// cannot be read right now (being replaced, removed) is no news. A half-written file is
-    /// news: the core drops it as garbage, and the rest of the write, which changes the length
-    /// again, is read again.
+    /// The file's bytes, if they changed ([`FileWatch::changed`]).
     fn file_change(&mut self) -> Option<Vec<u8>> {
-        let seen = self.seen.as_mut()?;
-        let stat = stat(&self.file)?;
-        if stat == seen.stat {
-            return None;
-        }
-        let bytes = match read_handshake_file(&self.file, Links::Refuse) {
-            Ok(bytes) => bytes,
-            // Being replaced or removed right now: looked at again at the next tick.
-            Err(FileReadError::Io(e)) if e.raw_os_error() != Some(LOOP) => return None,
-            // A FIFO, a device, a link, a file over the cap: no kernel registers so, and it is
-            // not looked at again until its `stat` changes (it can never block or grow us).
-            Err(_) => {
-                seen.stat = stat;
-                return None;
-            }
-        };
-        // The stat was taken before the read: a write in between shows as a change again at
-        // the next look, and is read then.
-        seen.stat = stat;
-        if bytes == seen.bytes {
-            return None;
-        }
-        seen.bytes.clone_from(&bytes);
-        Some(bytes)
+        self.watch.as_mut()?.changed()
     }
 
     /// How the child ended, if it has.
@@ -453,31 +290,10 @@ impl Process {
                 None => process::kill(&mut child),
             };
         }
-        if self.seen.take().is_some() {
+        if self.watch.take().is_some() {
             let _ = std::fs::remove_file(&self.file);
         }
     }
-}
-
-/// `ELOOP`: what opening a symbolic link with `O_NOFOLLOW` fails with.
-#[cfg(unix)]
-const LOOP: i32 = libc::ELOOP;
-#[cfg(not(unix))]
-const LOOP: i32 = i32::MIN;
-
-/// A file's [`Stat`], from one `lstat` (a link planted in its place is itself what changed);
-/// `None` if it cannot be stat'ed now.
-fn stat(path: &Path) -> Option<Stat> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Some(Stat {
-        len: meta.len(),
-        modified: meta.modified().ok(),
-        inode,
-    })
 }
 
 /// One launch of a [`Fleet`]: its command, its process, and what only the driver knows.
@@ -1114,47 +930,4 @@ fn file_dir(options: &LaunchOptions) -> Result<PathBuf, Error> {
         source,
     })?;
     Ok(dir)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::files::tests::TempDir;
-
-    /// A process record whose file was written by "us" with `bytes`, as `write_and_spawn` does.
-    fn written(dir: &TempDir, bytes: &[u8]) -> Process {
-        let mut process = Process::new(&dir.0, "watch");
-        write_private_atomic(&process.file, bytes).unwrap();
-        process.seen = Some(Seen {
-            stat: stat(&process.file).unwrap(),
-            bytes: bytes.to_vec(),
-        });
-        process
-    }
-
-    #[test]
-    fn a_file_is_read_when_its_stat_changes_and_news_only_when_its_bytes_do() {
-        let dir = TempDir::new();
-        let mut process = written(&dir, b"{\"registration\": 1}");
-        assert_eq!(process.file_change(), None, "nothing changed");
-        // The kernel rewrites it in place (as ipykernel does): first half of it, then all.
-        std::fs::write(&process.file, b"{\"shell_port\":").unwrap();
-        assert_eq!(
-            process.file_change().as_deref(),
-            Some(&b"{\"shell_port\":"[..])
-        );
-        assert_eq!(process.file_change(), None, "read once per change");
-        std::fs::write(&process.file, b"{\"shell_port\": 5}").unwrap();
-        assert_eq!(
-            process.file_change().as_deref(),
-            Some(&b"{\"shell_port\": 5}"[..]),
-            "the rest of a half-written file is read again"
-        );
-        // Replaced by the same bytes (a new inode, a new time): read, but no news.
-        write_private_atomic(&process.file, b"{\"shell_port\": 5}").unwrap();
-        assert_eq!(process.file_change(), None);
-        // Gone: no news, no error.
-        std::fs::remove_file(&process.file).unwrap();
-        assert_eq!(process.file_change(), None);
-    }
 }

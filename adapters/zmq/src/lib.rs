@@ -17,9 +17,10 @@
 //!   the socket it waits on), the options and results, and each side's engine: a sans-IO object
 //!   that says what it waits on and is told what woke it, driven by one `zmq::poll` loop
 //!   (blocking) or one future (async).
-//! * [`clock`], [`files`], [`kernelspec`], [`error`]: what any driver needs — the core's timeline,
-//!   private atomic files, the Jupyter runtime dir, keys and session ids, kernelspecs and the
-//!   launch mode they imply.
+//! * [`clock`], [`files`], [`kernelspec`], [`process`]: what any driver needs — the core's
+//!   timeline, private atomic files, the Jupyter runtime dir, keys and session ids, kernelspecs
+//!   and the launch mode they imply, kernel processes — from `jupyter-handshake-host`, which
+//!   every driver shares (re-exported here under these names). [`error`]: this driver's errors.
 //!
 //! The [`blocking`] module docs show a complete launch: a kernelspec, a race-free launch, a
 //! client, a clean shutdown.
@@ -29,11 +30,8 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod clock;
 pub mod error;
-pub mod files;
-pub mod kernelspec;
-pub mod process;
+pub use jupyter_handshake_host::{clock, files, kernelspec, process};
 
 #[cfg(any(feature = "blocking", feature = "async"))]
 pub mod client;
@@ -59,6 +57,32 @@ pub use kernelspec::{KernelSpec, LaunchMode};
 
 /// The core crate, re-exported so callers use the same version as the drivers.
 pub use jupyter_handshake;
+/// The drivers' shared host crate (files, processes, clock, kernelspecs), re-exported.
+pub use jupyter_handshake_host;
 #[cfg(any(feature = "blocking", feature = "async"))]
 /// The `zmq` crate, re-exported so callers use the same version as the drivers.
 pub use zmq;
+
+/// A private temporary directory for the tests, removed on drop.
+#[cfg(test)]
+pub(crate) mod temp {
+    use std::path::PathBuf;
+
+    /// A fresh private directory under the system temp dir, removed on drop.
+    pub(crate) struct TempDir(pub(crate) PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new() -> Self {
+            let name = format!("jh-zmq-test-{}", crate::files::new_session_id());
+            let dir = std::env::temp_dir().join(name);
+            crate::files::create_private_dir(&dir).expect("a private temp dir");
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

@@ -330,7 +330,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn ipc_binds_on_port_0_take_distinct_random_paths_and_never_replace_a_file() {
-        let dir = crate::files::tests::TempDir::new();
+        let dir = crate::temp::TempDir::new();
         let ip = dir.0.join("kernel").display().to_string();
         let ctx = zmq::Context::new();
         let mut ports = Vec::new();

@@ -21,7 +21,6 @@
 
 use std::time::Duration;
 
-use crate::clock::poll_millis;
 use crate::error::Error;
 use crate::sockets::{Wrap, try_recv};
 
@@ -166,4 +165,26 @@ where
         engine.woke()?;
     }
     Ok(())
+}
+
+/// Whole milliseconds to wait for `duration`, rounded up so a poll never wakes just before a
+/// deadline (an early wake-up would only cost a harmless extra `Timeout` input).
+#[cfg_attr(not(feature = "blocking"), allow(dead_code))]
+fn poll_millis(duration: Duration) -> i64 {
+    let micros = duration.as_micros();
+    i64::try_from(micros.div_ceil(1000)).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_millis_rounds_up() {
+        assert_eq!(poll_millis(Duration::ZERO), 0);
+        assert_eq!(poll_millis(Duration::from_micros(1)), 1);
+        assert_eq!(poll_millis(Duration::from_micros(1000)), 1);
+        assert_eq!(poll_millis(Duration::from_micros(1001)), 2);
+        assert_eq!(poll_millis(Duration::MAX), i64::MAX);
+    }
 }

@@ -16,11 +16,11 @@ use super::{Client, launch, start_kernel};
 use crate::blocking::testkit::{Guard, HandLauncher, Seen, helper_kernel_argv, observe, options};
 use crate::client::Channel;
 use crate::error::{Error, LaunchError};
-use crate::files::tests::TempDir;
 use crate::files::{random_key, write_private_atomic};
 use crate::kernel::KernelOptions;
 use crate::kernelspec::LaunchMode;
 use crate::launch::{ChildStdio, LaunchOptions};
+use crate::temp::TempDir;
 
 /// Runs the scenario `make()` builds on both executors, one after the other.
 fn on_both_executors<F: Future<Output = ()>>(make: impl Fn() -> F) {

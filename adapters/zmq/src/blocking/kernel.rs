@@ -86,8 +86,8 @@ mod tests {
     use super::*;
     use crate::blocking::testkit::HandLauncher;
     use crate::clock::Clock;
-    use crate::files::tests::TempDir;
     use crate::files::write_private_atomic;
+    use crate::temp::TempDir;
     use jupyter_handshake::ConnectionFile;
     use jupyter_handshake::message::Header;
     use jupyter_handshake::message::Session;
@@ -313,7 +313,7 @@ mod tests {
         let ctx = zmq::Context::new();
         let dir = TempDir::new();
         let ports =
-            crate::blocking::launcher::pick_classic_ports(Transport::Tcp, "127.0.0.1").unwrap();
+            jupyter_handshake_host::classic::pick_ports(Transport::Tcp, "127.0.0.1").unwrap();
         let file = ConnectionFile::new(
             Transport::Tcp,
             "127.0.0.1",

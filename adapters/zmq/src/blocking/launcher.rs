@@ -20,8 +20,7 @@ use jupyter_handshake::RegistrarEvent;
 use jupyter_handshake::{Dialect, Instant, LauncherEvent};
 
 pub use crate::launch::{
-    ChildStdio, LaunchOptions, Launched, exit_status, pick_classic_ports,
-    substitute_connection_file,
+    ChildStdio, LaunchOptions, Launched, exit_status, substitute_connection_file,
 };
 
 /// The one [`Launcher`](crate::launch::Launcher) type, waiting with `zmq::poll`.
@@ -102,9 +101,9 @@ mod tests {
     use super::*;
     use crate::blocking::client::Client;
     use crate::blocking::testkit::{Guard, Seen, helper_kernel_argv, observe, options};
-    use crate::files::tests::TempDir;
     use crate::kernelspec::LaunchMode;
-    use jupyter_handshake::{ConnectionFile, Evidence, ExitStatus, Failure, Transport};
+    use crate::temp::TempDir;
+    use jupyter_handshake::{ConnectionFile, Evidence, ExitStatus, Failure};
     use jupyter_handshake::{LauncherState, Waiting};
     use serde_json::json;
     use std::path::Path;
@@ -244,12 +243,6 @@ mod tests {
             ),
             argv(&["k", "-f", "/run/k.json", "--x=/run/k.json", "{other}"])
         );
-    }
-
-    #[test]
-    fn classic_ports_are_five_distinct_ports() {
-        let ports = pick_classic_ports(Transport::Tcp, "127.0.0.1").unwrap();
-        assert_eq!(ports.validate(), Ok(()));
     }
 
     /// Our launcher and our kernel side, end to end: a helper kernel (this test binary, run as a

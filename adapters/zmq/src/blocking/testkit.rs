@@ -91,7 +91,7 @@ impl HandLauncher {
 }
 
 /// Launch options for tests: files in `dir`, the kernel's stdout on stderr.
-pub(crate) fn options(dir: &crate::files::tests::TempDir) -> crate::launch::LaunchOptions {
+pub(crate) fn options(dir: &crate::temp::TempDir) -> crate::launch::LaunchOptions {
     crate::launch::LaunchOptions {
         dir: Some(dir.0.clone()),
         stdout: crate::launch::ChildStdio::Stderr,

@@ -3,7 +3,15 @@
 //! * [`write_private_atomic`] writes connection and registration files the way a reader can
 //!   trust: owner-only from the first byte, and complete or absent (temporary file, `fsync`,
 //!   rename).
+//!   On Windows there is no mode: the file inherits the ACL of its directory, and the default
+//!   directory ([`runtime_dir`], under `%APPDATA%`) is in the user's profile, whose ACL grants
+//!   access to the user, `SYSTEM` and the Administrators only. That ACL is what protects the
+//!   key there (jupyter_core additionally rewrites the file's own ACL through pywin32; this
+//!   crate does not). Give a launcher another directory only if it is as private.
 //! * [`runtime_dir`] is where Jupyter puts connection files (jupyter_core's rule).
+//! * [`read_handshake_file`] reads a file a kernel or a user handed over without trusting it,
+//!   and [`FileWatch`] is how a launcher watches the file it handed to a kernel (`stat` first,
+//!   read only on change).
 //! * [`random_key`] and [`new_session_id`] come from the operating system's secure random number
 //!   generator (through `getrandom`): the core has no randomness of its own.
 
@@ -11,6 +19,7 @@ use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use jupyter_handshake::Key;
 
@@ -23,10 +32,10 @@ use jupyter_handshake::Key;
 ///
 /// ```
 /// # fn main() -> std::io::Result<()> {
-/// let dir = std::env::temp_dir().join(format!("doc-{}", jupyter_handshake_zmq::files::new_session_id()));
-/// jupyter_handshake_zmq::files::create_private_dir(&dir)?;
+/// let dir = std::env::temp_dir().join(format!("doc-{}", jupyter_handshake_host::files::new_session_id()));
+/// jupyter_handshake_host::files::create_private_dir(&dir)?;
 /// let path = dir.join("kernel-1.json");
-/// jupyter_handshake_zmq::files::write_private_atomic(&path, b"{}")?;
+/// jupyter_handshake_host::files::write_private_atomic(&path, b"{}")?;
 /// assert_eq!(std::fs::read(&path)?, b"{}");
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok(()) }
@@ -180,12 +189,12 @@ pub enum Links {
 ///   too large; it is refused).
 ///
 /// ```
-/// use jupyter_handshake_zmq::files::{Links, read_handshake_file};
+/// use jupyter_handshake_host::files::{Links, read_handshake_file};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let dir = std::env::temp_dir().join(format!("doc-{}", jupyter_handshake_zmq::files::new_session_id()));
-/// # jupyter_handshake_zmq::files::create_private_dir(&dir)?;
+/// # let dir = std::env::temp_dir().join(format!("doc-{}", jupyter_handshake_host::files::new_session_id()));
+/// # jupyter_handshake_host::files::create_private_dir(&dir)?;
 /// let path = dir.join("kernel-1.json");
-/// jupyter_handshake_zmq::files::write_private_atomic(&path, b"{}")?;
+/// jupyter_handshake_host::files::write_private_atomic(&path, b"{}")?;
 /// assert_eq!(read_handshake_file(&path, Links::Refuse)?, b"{}");
 /// # #[cfg(unix)]
 /// assert!(read_handshake_file(std::path::Path::new("/dev/zero"), Links::Follow).is_err());
@@ -206,7 +215,15 @@ pub fn read_handshake_file(path: &Path, links: Links) -> Result<Vec<u8>, FileRea
         };
         options.custom_flags(libc::O_NONBLOCK | nofollow);
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    if links == Links::Refuse {
+        // Opens a symbolic link (a reparse point) itself rather than its target; the
+        // regular-file check below then refuses it.
+        use std::os::windows::fs::OpenOptionsExt;
+        const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
+        options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
+    }
+    #[cfg(not(any(unix, windows)))]
     let _ = links;
     let file = options.open(path)?;
     let meta = file.metadata()?;
@@ -266,8 +283,9 @@ pub fn new_session_id() -> String {
     )
 }
 
-/// `n` random bytes as lowercase hex.
-pub(crate) fn random_hex(n: usize) -> io::Result<String> {
+/// `n` random bytes from the OS's secure random number generator, as lowercase hex (for
+/// unpredictable names: temporary files, ipc paths, routing ids).
+pub fn random_hex(n: usize) -> io::Result<String> {
     let mut bytes = vec![0u8; n];
     getrandom::fill(&mut bytes).map_err(|e| io::Error::other(e.to_string()))?;
     Ok(to_hex(&bytes))
@@ -283,11 +301,107 @@ fn to_hex(bytes: &[u8]) -> String {
     out
 }
 
-#[cfg_attr(not(any(feature = "blocking", feature = "async")), allow(dead_code))]
-/// The first ipc number `N` ≥ 1, not in `taken`, with no file `{ip}-{N}`.
-pub(crate) fn free_ipc_port(ip: &str, taken: &[u16]) -> Option<u16> {
+/// The first ipc number `N` ≥ 1, not in `taken`, with no file `{ip}-{N}` (ipc "ports" are
+/// file name suffixes, as in jupyter_client). Only a guess: a path free now may be taken
+/// before it is bound, so a driver binding it must still bind exclusively.
+pub fn free_ipc_port(ip: &str, taken: &[u16]) -> Option<u16> {
     (1..=u16::MAX)
         .find(|n| !taken.contains(n) && !std::path::Path::new(&format!("{ip}-{n}")).exists())
+}
+
+/// A launcher's watch on the file it handed to a kernel, which trusts nothing the kernel (or
+/// anything running as the user) may have put there.
+///
+/// [`changed`](Self::changed) is cheap when nothing happened: one `lstat`. The file is read
+/// only when that `stat` (length, modification time, and on Unix the inode, which an atomic
+/// replacement changes even within one tick of a coarse clock) differs from the last one, and
+/// then through [`read_handshake_file`] with [`Links::Refuse`]: never blocking, never through
+/// a symbolic link, regular files only, at most [`MAX_HANDSHAKE_FILE_LEN`] bytes. News is bytes
+/// that differ from the last ones written or seen. A half-written file is news too: the core
+/// drops it as garbage, and the rest of the write, which changes the `stat` again, is read
+/// again.
+#[derive(Debug)]
+pub struct FileWatch {
+    path: PathBuf,
+    stat: Option<Stat>,
+    bytes: Vec<u8>,
+}
+
+/// What one `stat` says about a file, enough to tell it changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stat {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl FileWatch {
+    /// Watches `path`, whose content is `bytes` (as just written).
+    pub fn new(path: PathBuf, bytes: Vec<u8>) -> Self {
+        let stat = stat(&path);
+        Self { path, stat, bytes }
+    }
+
+    /// The path watched.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's new bytes, if it changed since the last look (see the [type docs](Self)).
+    /// A file that cannot be read right now (being replaced, removed) is no news, and is looked
+    /// at again next time. A FIFO, a device, a link or a file over the cap is no news either,
+    /// and is not looked at again until its `stat` changes: it can never block or grow us.
+    pub fn changed(&mut self) -> Option<Vec<u8>> {
+        let stat = stat(&self.path)?;
+        if Some(stat) == self.stat {
+            return None;
+        }
+        let bytes = match read_handshake_file(&self.path, Links::Refuse) {
+            Ok(bytes) => bytes,
+            Err(FileReadError::Io(e)) if !is_link_refused(&e) => return None,
+            Err(_) => {
+                self.stat = Some(stat);
+                return None;
+            }
+        };
+        // The stat was taken before the read: a write in between shows as a change again at
+        // the next look, and is read then.
+        self.stat = Some(stat);
+        if bytes == self.bytes {
+            return None;
+        }
+        self.bytes.clone_from(&bytes);
+        Some(bytes)
+    }
+}
+
+/// Whether opening failed because the path is a symbolic link refused by [`Links::Refuse`]
+/// (`ELOOP` on Unix).
+fn is_link_refused(error: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        error.raw_os_error() == Some(libc::ELOOP)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = error;
+        false
+    }
+}
+
+/// A file's [`Stat`] from one `lstat` (a link planted in its place is itself what changed);
+/// `None` if it cannot be stat'ed now.
+fn stat(path: &Path) -> Option<Stat> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Stat {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        inode,
+    })
 }
 
 #[cfg(test)]
@@ -300,7 +414,7 @@ pub(crate) mod tests {
 
     impl TempDir {
         pub(crate) fn new() -> Self {
-            let dir = std::env::temp_dir().join(format!("jh-zmq-test-{}", new_session_id()));
+            let dir = std::env::temp_dir().join(format!("jh-host-test-{}", new_session_id()));
             create_private_dir(&dir).unwrap();
             Self(dir)
         }
@@ -400,6 +514,45 @@ pub(crate) mod tests {
             error.to_string(),
             format!("larger than {cap} bytes (at least {})", cap + 1)
         );
+    }
+
+    #[test]
+    fn a_watch_reads_when_the_stat_changes_and_has_news_only_when_the_bytes_do() {
+        let dir = TempDir::new();
+        let path = dir.0.join("kernel-1.json");
+        write_private_atomic(&path, b"{\"registration\": 1}").unwrap();
+        let mut watch = FileWatch::new(path.clone(), b"{\"registration\": 1}".to_vec());
+        assert_eq!(watch.path(), path);
+        assert_eq!(watch.changed(), None, "nothing changed");
+        // The kernel rewrites it in place (as ipykernel does): first half of it, then all.
+        fs::write(&path, b"{\"shell_port\":").unwrap();
+        assert_eq!(watch.changed().as_deref(), Some(&b"{\"shell_port\":"[..]));
+        assert_eq!(watch.changed(), None, "read once per change");
+        fs::write(&path, b"{\"shell_port\": 5}").unwrap();
+        assert_eq!(
+            watch.changed().as_deref(),
+            Some(&b"{\"shell_port\": 5}"[..]),
+            "the rest of a half-written file is read again"
+        );
+        // Replaced by the same bytes (a new inode, a new time): read, but no news.
+        write_private_atomic(&path, b"{\"shell_port\": 5}").unwrap();
+        assert_eq!(watch.changed(), None);
+        // Over the cap: no news, and not read again while its stat stays.
+        let cap = usize::try_from(MAX_HANDSHAKE_FILE_LEN).unwrap();
+        write_private_atomic(&path, &vec![b' '; cap + 1]).unwrap();
+        assert_eq!(watch.changed(), None);
+        #[cfg(unix)]
+        {
+            // A link to a file with other bytes, planted in its place: never followed.
+            let target = dir.0.join("elsewhere.json");
+            fs::write(&target, b"{\"b\": 3}").unwrap();
+            fs::remove_file(&path).unwrap();
+            std::os::unix::fs::symlink(&target, &path).unwrap();
+            assert_eq!(watch.changed(), None);
+        }
+        // Gone: no news, no error.
+        fs::remove_file(&path).unwrap();
+        assert_eq!(watch.changed(), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The adapters' clock: the core's [`Instant`] timeline, anchored once at the wall clock and
+//! The drivers' clock: the core's [`Instant`] timeline, anchored once at the wall clock and
 //! advanced monotonically.
 //!
 //! The core reads its timeline as microseconds since the Unix epoch (it writes header dates from
@@ -8,7 +8,7 @@
 //! adjusted.
 //!
 //! ```
-//! use jupyter_handshake_zmq::Clock;
+//! use jupyter_handshake_host::Clock;
 //! use std::time::Duration;
 //!
 //! let clock = Clock::new();
@@ -65,14 +65,6 @@ impl Default for Clock {
     }
 }
 
-/// Whole milliseconds to wait for `duration`, rounded up so a poll never wakes just before a
-/// deadline (an early wake-up would only cost a harmless extra `Timeout` input).
-#[cfg_attr(not(feature = "blocking"), allow(dead_code))]
-pub(crate) fn poll_millis(duration: Duration) -> i64 {
-    let micros = duration.as_micros();
-    i64::try_from(micros.div_ceil(1000)).unwrap_or(i64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,14 +94,5 @@ mod tests {
         assert_eq!(clock.since(now + Duration::from_secs(60)), Duration::ZERO);
         assert!(clock.until(now + Duration::from_secs(60)) <= Duration::from_secs(60));
         assert_eq!(clock.until(Instant::from_micros(0)), Duration::ZERO);
-    }
-
-    #[test]
-    fn poll_millis_rounds_up() {
-        assert_eq!(poll_millis(Duration::ZERO), 0);
-        assert_eq!(poll_millis(Duration::from_micros(1)), 1);
-        assert_eq!(poll_millis(Duration::from_micros(1000)), 1);
-        assert_eq!(poll_millis(Duration::from_micros(1001)), 2);
-        assert_eq!(poll_millis(Duration::MAX), i64::MAX);
     }
 }

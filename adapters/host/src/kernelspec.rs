@@ -19,7 +19,7 @@
 //! adding `"kernel_protocol_version": "5.6"` to its `kernel.json`.
 //!
 //! ```
-//! use jupyter_handshake_zmq::kernelspec::{KernelSpec, LaunchMode};
+//! use jupyter_handshake_host::kernelspec::{KernelSpec, LaunchMode};
 //! let spec = KernelSpec::from_json(br#"{
 //!     "argv": ["python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
 //!     "display_name": "Python 3", "language": "python",
@@ -27,7 +27,7 @@
 //! }"#)?;
 //! assert_eq!(spec.launch_mode(), LaunchMode::Handshake);
 //! assert!(spec.extra.contains_key("metadata"));
-//! # Ok::<(), jupyter_handshake_zmq::kernelspec::KernelSpecError>(())
+//! # Ok::<(), jupyter_handshake_host::kernelspec::KernelSpecError>(())
 //! ```
 
 use std::io;
