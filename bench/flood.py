@@ -43,7 +43,7 @@ import time
 import zmq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FRAME = 8 * 1024 - 64  # just under the registration socket's ZMQ_MAXMSGSIZE (8 KiB)
+FRAME = 2 * 1024 - 64  # just under the registration socket's ZMQ_MAXMSGSIZE (2 KiB)
 
 
 def default_binary():
@@ -250,6 +250,10 @@ def main():
     p.add_argument("--timeout", type=float, default=30)
     p.add_argument("--flooders", type=int, default=3)
     p.add_argument("--conns", type=int, default=100)
+    p.add_argument("--burners", type=int, default=None,
+                   help="spinning processes of the burn mode (default: twice FLOODERS, as many "
+                        "as the busy threads of a forged flood: Python's and libzmq's I/O "
+                        "thread in each flooder)")
     p.add_argument("--modes", default="forged,silent,burn",
                    help="floods to compare with a launch alone, comma-separated: forged "
                         "(default flood), silent (connections that send nothing), burn (as many "
@@ -266,6 +270,7 @@ def main():
     FRAME = a.frame
     binary = a.bin or default_binary()
     counts = a.count or [20, 50]
+    burners = a.burners if a.burners is not None else 2 * a.flooders
     modes = ["endless"] if a.endless else [m for m in a.modes.split(",") if m]
 
     def start_flood(mode):
@@ -273,9 +278,10 @@ def main():
             if mode == "endless":
                 ws = [multiprocessing.Process(target=endless, args=(port, a.endless_mb, stop, used))]
             else:
+                n = burners if mode == "burn" else a.flooders
                 ws = [multiprocessing.Process(target=flooder,
                                               args=(port, a.conns, mode, stop, used))
-                      for _ in range(a.flooders)]
+                      for _ in range(n)]
             for w in ws:
                 w.start()
             return ws
@@ -284,7 +290,7 @@ def main():
     what = {
         "forged": f"{a.flooders} x {a.conns} connections, forged {FRAME} B frames",
         "silent": f"{a.flooders} x {a.conns} connections, sending nothing",
-        "burn": f"{a.flooders} processes spinning, no connection",
+        "burn": f"{burners} processes spinning, no connection",
         "endless": f"one endless message of {a.endless_mb} MiB",
     }
     print(f"{a.repeat} run(s) of each, medians; reg: when the last kernel registered (the rest "
