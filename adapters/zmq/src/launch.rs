@@ -846,10 +846,21 @@ where
 /// methods, `asynchronous::Launcher` (feature `async`, `Launcher<AsyncSocket>`) the same
 /// methods as `async fn`s; everything but the waiting is written once, in one engine.
 ///
+/// **Floods.** Anyone on the host can connect to the registration socket. Frames over 2 KiB
+/// disconnect their sender; at most 4 complete messages wait
+/// per peer (`ZMQ_RCVHWM`); the core rejects a message of more than 16 frames before any HMAC;
+/// a peer whose 4 messages no key verified is no longer heard (its further messages are read
+/// and dropped unverified). What remains is libzmq's: one I/O thread reads every connection, so
+/// under a flood new connections (the kernels') wait behind it. Give the context two I/O
+/// threads before its first socket (`ctx.set_io_threads(2)`, as the `jupyter-handshake` tool
+/// does): with 300 flooding connections on 2 cores it halved the flooded launch time (README,
+/// "Security of the drivers").
+///
 /// ```no_run
 /// use jupyter_handshake_zmq::blocking::{LaunchOptions, Launcher};
 /// # fn main() -> Result<(), jupyter_handshake_zmq::LaunchError> {
 /// let ctx = zmq::Context::new();
+/// ctx.set_io_threads(2).expect("a fresh context"); // before its first socket: see "Floods"
 /// let argv: Vec<String> = ["my-kernel", "-f", "{connection_file}"].map(String::from).to_vec();
 /// let mut launcher = Launcher::new(&ctx, &LaunchOptions::default())?;
 /// let launched = launcher.launch_all(&vec![argv; 10], &mut |_, _| {})?;
