@@ -333,6 +333,8 @@ pub(crate) struct Fleet<S> {
     rejected: u64,
     /// The peers of the registration socket that sent them, and those no longer heard.
     strangers: Strangers,
+    /// How many messages of peers no longer heard were dropped unverified so far.
+    ignored: u64,
 }
 
 impl<S: Wrap> Fleet<S> {
@@ -381,6 +383,7 @@ impl<S: Wrap> Fleet<S> {
             members: Vec::new(),
             rejected: 0,
             strangers: Strangers::default(),
+            ignored: 0,
         })
     }
 
@@ -824,10 +827,13 @@ where
 
     /// A message from a peer that sent [`STRIKES`] messages no key verified is dropped unread:
     /// it costs a lookup, not a verification against every pending key.
-    fn ignores<F: AsRef<[u8]>>(&self, _tag: usize, frames: &[F]) -> bool {
-        frames
+    fn ignores<F: AsRef<[u8]>>(&mut self, _tag: usize, frames: &[F]) -> bool {
+        let fleet = &mut self.fleet;
+        let ignored = frames
             .first()
-            .is_some_and(|peer| self.fleet.strangers.ignored(peer.as_ref()))
+            .is_some_and(|peer| fleet.strangers.ignored(peer.as_ref()));
+        fleet.ignored += u64::from(ignored);
+        ignored
     }
 
     fn woke(&mut self) -> Result<(), LaunchError> {
@@ -1027,6 +1033,73 @@ fn file_dir(options: &LaunchOptions) -> Result<PathBuf, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::temp::TempDir;
+
+    /// One connection sends 50 garbage messages while a launch waits: the registrar sees its
+    /// first [`STRIKES`], the rest are dropped unverified; a second connection is still heard.
+    #[cfg(unix)]
+    #[test]
+    fn a_flooding_peer_is_verified_strikes_times_then_dropped_and_others_are_heard() {
+        let ctx = zmq::Context::new();
+        let dir = TempDir::new();
+        let options = LaunchOptions {
+            dir: Some(dir.0.clone()),
+            stdout: ChildStdio::Null,
+            stderr: ChildStdio::Null,
+            ..LaunchOptions::default()
+        };
+        let mut fleet = Fleet::<zmq::Socket>::new(&ctx, &options).unwrap();
+        let mut quiet = |_: Instant, _: &RegistrarEvent| {};
+        // A launch whose kernel never registers keeps the fleet waiting (and verifying).
+        let launches = fleet.same_dialect(&[vec!["sleep".into(), "60".into()]]);
+        let started = fleet.start(&launches, &mut quiet).unwrap();
+        let endpoint = Transport::Tcp.endpoint("127.0.0.1", fleet.port().unwrap());
+        let flooder = ctx.socket(zmq::DEALER).unwrap();
+        flooder.set_linger(0).unwrap();
+        flooder.connect(&endpoint).unwrap();
+        for _ in 0..50 {
+            flooder
+                .send_multipart([&b"garbage"[..], b"<IDS|MSG>"], 0)
+                .unwrap();
+        }
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while fleet.rejected + fleet.ignored < 50 {
+            assert!(
+                std::time::Instant::now() < until,
+                "the 50 messages never came"
+            );
+            fleet.serve_queued(&mut quiet).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            fleet.rejected,
+            u64::from(STRIKES),
+            "verified until the last strike"
+        );
+        assert_eq!(fleet.ignored, 50 - u64::from(STRIKES));
+        let stranger = ctx.socket(zmq::DEALER).unwrap();
+        stranger.set_linger(0).unwrap();
+        stranger.connect(&endpoint).unwrap();
+        stranger
+            .send_multipart([&b"garbage"[..], b"<IDS|MSG>"], 0)
+            .unwrap();
+        while fleet.rejected == u64::from(STRIKES) {
+            assert!(
+                std::time::Instant::now() < until,
+                "the other peer was not heard"
+            );
+            fleet.serve_queued(&mut quiet).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(fleet.ignored, 50 - u64::from(STRIKES));
+        // Stops the sleeper and removes its file.
+        let _ = fleet.conclude(started, Err(LaunchError::Cancelled));
+        assert_eq!(
+            std::fs::read_dir(&dir.0).unwrap().count(),
+            0,
+            "no file left"
+        );
+    }
 
     #[test]
     fn a_stranger_is_ignored_after_its_strikes_and_the_record_stays_bounded() {

@@ -74,7 +74,7 @@ pub(crate) trait Engine {
 
     /// Whether a message that arrived on socket `tag` comes from a peer the engine no longer
     /// hears: it is then dropped without [`received`](Self::received) (default: none is).
-    fn ignores<F: AsRef<[u8]>>(&self, _tag: usize, _frames: &[F]) -> bool {
+    fn ignores<F: AsRef<[u8]>>(&mut self, _tag: usize, _frames: &[F]) -> bool {
         false
     }
 }
