@@ -227,13 +227,7 @@ fn stopped_cleanly(
     mark: &str,
 ) -> String {
     running.signal(signal);
-    let (exit, stderr) = running.exit_code();
-    assert_eq!(exit, Some(code), "{stderr}");
-    assert_eq!(files(runtime, "kernel-"), Vec::<String>::new(), "{stderr}");
-    wait_until("every process the launch started is gone", || {
-        marked(mark).is_empty()
-    });
-    stderr
+    stopped_cleanly_after_signal(running, code, runtime, mark)
 }
 
 /// SIGINT to a launch while a stock ipykernel, started by a shell that does not `exec` it, is
@@ -397,21 +391,7 @@ fn stopped_cleanly_after_signal(running: Running, code: i32, runtime: &Path, mar
 #[test]
 fn sigterm_to_our_kernel_waiting_for_its_reply_ends_it_at_once_leaving_no_file() {
     let dir = TempDir::new("kernel-term");
-    let ctx = zmq::Context::new();
-    let router = ctx.socket(zmq::ROUTER).unwrap();
-    router.set_linger(0).unwrap();
-    router.bind("tcp://127.0.0.1:0").unwrap();
-    let endpoint = router.get_last_endpoint().unwrap().unwrap();
-    let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
-    let file = dir.path().join("registration.json");
-    let registration = serde_json::json!({
-        "transport": "tcp",
-        "ip": "127.0.0.1",
-        "key": "a-key-for-this-test",
-        "signature_scheme": "hmac-sha256",
-        "registration_port": port,
-    });
-    common::write_private(&file, registration.to_string().as_bytes());
+    let (_ctx, router, file) = common::silent_registration(dir.path(), "a-key-for-this-test");
     let own = dir.path().join("own.json");
     let mut command = tool(["kernel", "--ack-timeout", "100", "-f"]);
     command
