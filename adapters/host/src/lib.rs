@@ -13,6 +13,8 @@
 //!   null) and stopped (its whole group, gracefully then by force), cancelling launches,
 //!   a kernel's watch on its launcher, the open-file limit.
 //! * [`kernelspec`]: `kernel.json`, and the [`LaunchMode`] it implies.
+//! * [`options`]: [`LaunchOptions`](options::LaunchOptions) and
+//!   [`KernelOptions`](options::KernelOptions), one type per side for every driver.
 //! * [`classic`]: the five ports of a classic (racy) launch, picked the way jupyter_client
 //!   picks them.
 //! * [`quote`]: how an error message quotes a value (short, escaped).
@@ -57,6 +59,7 @@ pub mod classic;
 pub mod clock;
 pub mod files;
 pub mod kernelspec;
+pub mod options;
 pub mod process;
 
 pub use clock::Clock;

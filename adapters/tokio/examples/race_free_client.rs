@@ -12,21 +12,21 @@
 use std::error::Error;
 use std::time::Duration;
 
-use jupyter_handshake::Dialect;
+use jupyter_handshake_tokio::kernelspec::LaunchMode;
 use jupyter_handshake_tokio::{Client, LaunchOptions, launch};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let mut argv: Vec<String> = std::env::args().skip(1).collect();
-    let dialect = if argv.first().is_some_and(|a| a == "--upstream") {
+    let mode = if argv.first().is_some_and(|a| a == "--upstream") {
         argv.remove(0);
-        Dialect::Upstream
+        LaunchMode::Upstream
     } else {
-        Dialect::Posit
+        LaunchMode::Handshake
     };
     // race-free start: begin
     let options = LaunchOptions {
-        dialect,
+        mode,
         ..LaunchOptions::default()
     };
     let mut kernel = launch(&argv, &options).await?;

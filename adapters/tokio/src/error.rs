@@ -69,6 +69,17 @@ pub enum Error {
     /// The kernel command is empty.
     #[error("the kernel command is empty")]
     EmptyCommand,
+    /// Classic mode picks ports instead of waiting for a registration: it has nothing to share
+    /// a registration socket for (use the free `launch`).
+    #[error("classic mode cannot share a registration socket; launch classic kernels one by one")]
+    ClassicCannotShare,
+    /// Picking the five ports of a classic launch failed.
+    #[error("cannot pick free ports: {0}")]
+    Ports(std::io::Error),
+    /// The launch's [`Cancel`](crate::process::Cancel) was cancelled: every kernel it started
+    /// was stopped and every file it wrote removed.
+    #[error("the launch was cancelled")]
+    Cancelled,
     /// The kernel could not be started.
     #[error("cannot start {program:?}: {source}")]
     Spawn {

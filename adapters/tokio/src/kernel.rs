@@ -19,7 +19,7 @@
 //! sockets bound so far (nothing leaks; the launcher times out). It never needs `select!`: it
 //! ends by itself at the core's deadline.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use jupyter_handshake::{
@@ -35,42 +35,14 @@ use zeromq::{
 
 use crate::clock::Clock;
 use crate::error::Error;
-use crate::files::{Links, new_session_id, read_handshake_file, write_private_atomic};
+use crate::files::{Links, read_handshake_file, write_private_atomic};
 use crate::sockets::{bind, connect, frames, recv, send};
 
 /// How long to sleep when the core names no deadline (it always does while waiting; this only
 /// bounds a wait that should not happen).
 const IDLE: Duration = Duration::from_millis(100);
 
-/// How [`start_kernel`] behaves.
-#[derive(Clone, Debug)]
-pub struct KernelOptions {
-    /// How long to wait for the launcher's reply (default 10 s); also bounds connecting to the
-    /// registration socket. Without a reply the start fails, as the JEP asks.
-    pub ack_timeout: Duration,
-    /// Stay `Registered` until the first IOPub subscription, for at most this long (ark waits
-    /// 10 s); IOPub is then an [`Iopub::XPub`] (see the [module docs](self)). Default `None`.
-    pub wait_for_iopub: Option<Duration>,
-    /// Write the kernel's own connection file here once connected (atomically, owner-only).
-    pub write_connection_file: Option<PathBuf>,
-    /// The `session` of the handshake's headers; reuse it for the kernel's other messages.
-    /// Default: a fresh random UUID.
-    pub session_id: String,
-    /// The `username` of the handshake's headers (default `kernel`).
-    pub username: String,
-}
-
-impl Default for KernelOptions {
-    fn default() -> Self {
-        Self {
-            ack_timeout: Duration::from_secs(10),
-            wait_for_iopub: None,
-            write_connection_file: None,
-            session_id: new_session_id(),
-            username: "kernel".into(),
-        }
-    }
-}
+pub use jupyter_handshake_host::options::KernelOptions;
 
 /// The IOPub socket: a PUB, or an XPUB when the start waited for the first subscription.
 pub enum Iopub {

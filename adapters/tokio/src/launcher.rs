@@ -29,13 +29,11 @@
 //! non-inheritable / `O_CLOEXEC`), so the kernel inherits only its stdio, never the
 //! registration socket (the way nteract's daemon lost ports to its kernels).
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use jupyter_handshake::{
     ConnectionFile, Dialect, Evidence, Failure, Instant, LauncherEvent, Output, Rejection,
-    Transport,
 };
 use jupyter_handshake::{
     LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarEvent,
@@ -51,9 +49,12 @@ use crate::error::Error;
 use crate::files::{
     FileWatch, create_private_dir, new_session_id, random_key, runtime_dir, write_private_atomic,
 };
-use crate::process;
+use crate::process::{self, Cancel};
 pub use crate::process::{ChildStdio, exit_status, substitute_connection_file};
 use crate::sockets::{bind, frames, recv, send};
+use jupyter_handshake_host::classic;
+pub use jupyter_handshake_host::options::LaunchOptions;
+use jupyter_handshake_host::process::STOP_GRACE;
 
 /// The longest the launcher sleeps before looking at the kernels' processes and files again.
 const TICK: Duration = Duration::from_millis(10);
@@ -65,62 +66,25 @@ const MAX_BATCH: usize = 64;
 /// waits in zeromq and the kernel's socket buffers beyond that, not in our memory).
 const INCOMING: usize = 256;
 
-/// How a [`Launcher`] launches.
-#[derive(Clone, Debug)]
-pub struct LaunchOptions {
-    /// The dialect of the registration files (default Posit, which stock ipykernel's file
-    /// rewrite also answers; Upstream for xeus).
-    pub dialect: Dialect,
-    /// How long each kernel has to register, from its launch (default 30 s).
-    pub timeout: Duration,
-    /// Address of the registration socket and of the kernels' channels (default `127.0.0.1`).
-    pub ip: String,
-    /// Transport (default tcp).
-    pub transport: Transport,
-    /// Directory for the files (default [`runtime_dir`]); created private if missing.
-    pub dir: Option<PathBuf>,
-    /// `kernel_name` to set in the returned connection information.
-    pub kernel_name: Option<String>,
-    /// Extra environment variables for the kernels.
-    pub env: Vec<(OsString, OsString)>,
-    /// Where the kernels' stdout goes.
-    pub stdout: ChildStdio,
-    /// Where the kernels' stderr goes.
-    pub stderr: ChildStdio,
-}
-
-impl Default for LaunchOptions {
-    fn default() -> Self {
-        Self {
-            dialect: Dialect::Posit,
-            timeout: Duration::from_secs(30),
-            ip: "127.0.0.1".into(),
-            transport: Transport::Tcp,
-            dir: None,
-            kernel_name: None,
-            env: Vec::new(),
-            stdout: ChildStdio::Inherit,
-            stderr: ChildStdio::Inherit,
-        }
-    }
-}
-
-/// A kernel that registered.
+/// A kernel that registered (or, in classic mode, was started).
 #[derive(Debug)]
 pub struct Launched {
     /// How to connect to it (its `Debug` hides the key).
     pub connection: ConnectionFile,
-    /// How the launcher knows the ports: a request, or a rewrite of the file.
+    /// How the launcher knows the ports: a request, a rewrite of the file, or classic (it
+    /// does not).
     pub evidence: Evidence,
-    /// The kernel process. Dropping it does not stop the kernel.
+    /// The kernel process, the leader of its own process group (on Unix). Dropping it does not
+    /// stop the kernel: [`stop`](Self::stop) or [`kill`](Self::kill) do, with its group.
     pub child: Child,
-    /// The registration file handed to the kernel; still on disk (remove it once the kernel
-    /// has exited: [`Launched::remove_file`]).
+    /// The registration or connection file handed to the kernel; still on disk (remove it once
+    /// the kernel has exited: [`Launched::remove_file`]).
     pub file: PathBuf,
-    /// From spawning the kernel to its registration.
+    /// From spawning the kernel to its registration (zero in classic mode).
     pub registered_after: Duration,
-    /// Which launch of its [`Launcher`] this is (for [`Launcher::restart`]).
-    pub launch: LaunchId,
+    /// Which launch of its [`Launcher`] this is (for [`Launcher::restart`]); `None` in classic
+    /// mode.
+    pub launch_id: Option<LaunchId>,
 }
 
 impl Launched {
@@ -131,6 +95,55 @@ impl Launched {
             other => other,
         }
     }
+
+    /// Stops the kernel and its process group gracefully (SIGTERM to the group, up to `grace`
+    /// for the kernel and its group to exit, then SIGKILL; elsewhere than Unix the kernel is
+    /// killed), reaps it and removes its file, which holds the key. Returns how it ended.
+    pub async fn stop(&mut self, grace: Duration) -> std::io::Result<std::process::ExitStatus> {
+        let status = stop_child(&mut self.child, grace).await;
+        let removed = self.remove_file();
+        let status = status?;
+        removed.map(|()| status)
+    }
+
+    /// Kills the kernel and its process group at once, reaps it and removes its file.
+    pub async fn kill(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = kill_child(&mut self.child).await;
+        let removed = self.remove_file();
+        let status = status?;
+        removed.map(|()| status)
+    }
+}
+
+/// [`process::stop`](crate::process::stop) for tokio's child: SIGTERM to the group, up to
+/// `grace` for it to empty, SIGKILL, reap.
+async fn stop_child(
+    child: &mut Child,
+    grace: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    if let Some(pid) = child.id() {
+        process::terminate_group(pid)?;
+        let group_gone = async {
+            let _ = child.wait().await;
+            while !process::group_is_empty(pid) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, group_gone).await;
+    }
+    kill_child(child).await
+}
+
+/// [`process::kill`](crate::process::kill) for tokio's child: SIGKILL to its group (even when
+/// the child has exited, so nothing it left in its group outlives it), then the child, reaped.
+async fn kill_child(child: &mut Child) -> std::io::Result<std::process::ExitStatus> {
+    // `id` is `None` once the child was reaped: its pid may be reused, so no signal then.
+    let signalled = child.id().map_or(Ok(()), process::kill_group);
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = child.start_kill();
+    }
+    let status = child.wait().await?;
+    signalled.map(|()| status)
 }
 
 /// One launch: its command, process, file and what the core said.
@@ -156,10 +169,14 @@ impl Member {
             .is_some_and(|s| !s.is_terminal())
     }
 
-    /// Kills and reaps the child, removes the file.
-    async fn stop(&mut self) {
+    /// Stops the child's process group (gracefully within `grace`, or at once with `None`)
+    /// and reaps the child, removes the file.
+    async fn stop(&mut self, grace: Option<Duration>) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
+            let _ = match grace {
+                Some(grace) => stop_child(&mut child, grace).await,
+                None => kill_child(&mut child).await,
+            };
         }
         if self.watch.take().is_some() {
             let _ = std::fs::remove_file(&self.path);
@@ -178,6 +195,8 @@ pub struct Launcher {
     /// That task: it owns the receiving half and is never cancelled mid-`recv`.
     receiver: JoinHandle<()>,
     options: LaunchOptions,
+    /// The dialect of `options.mode` (never classic: refused in `bind`).
+    dialect: Dialect,
     dir: PathBuf,
     session_id: String,
     members: Vec<Member>,
@@ -192,15 +211,74 @@ impl std::fmt::Debug for Launcher {
     }
 }
 
-/// Launches one kernel on a registration socket of its own (which closes once it registered).
+/// Launches one kernel on a registration socket of its own (which closes once it registered),
+/// or in classic mode ([`LaunchMode::Classic`](crate::kernelspec::LaunchMode::Classic)) with
+/// five ports picked the racy way and no socket at all.
 pub async fn launch(argv: &[String], options: &LaunchOptions) -> Result<Launched, Error> {
+    if options.mode == crate::kernelspec::LaunchMode::Classic {
+        return launch_classic(argv, options);
+    }
     let mut launcher = Launcher::bind(options.clone()).await?;
     launcher.launch(argv).await
 }
 
+/// A classic launch, which makes no protocol decision and so needs no machine: picks five ports
+/// ([`classic::pick_ports`]: racy), writes the connection file, spawns the kernel. It
+/// "succeeds" once the kernel is spawned; nothing confirms its ports.
+fn launch_classic(argv: &[String], options: &LaunchOptions) -> Result<Launched, Error> {
+    if argv.is_empty() {
+        return Err(Error::EmptyCommand);
+    }
+    let dir = options.dir.clone().unwrap_or_else(runtime_dir);
+    create_private_dir(&dir).map_err(|source| Error::WriteFile {
+        path: dir.clone(),
+        source,
+    })?;
+    let ports = classic::pick_ports(options.transport, &options.ip).map_err(Error::Ports)?;
+    let mut connection = ConnectionFile::new(
+        options.transport,
+        options.ip.clone(),
+        jupyter_handshake::SignatureScheme::default(),
+        random_key(),
+        ports,
+    );
+    connection.kernel_name.clone_from(&options.kernel_name);
+    let path = dir.join(format!("kernel-{}.json", new_session_id()));
+    write_private_atomic(&path, &connection.to_json_pretty()).map_err(|source| {
+        Error::WriteFile {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    let argv = substitute_connection_file(argv, &path);
+    let program = argv.first().cloned().unwrap_or_default();
+    let spawned = process::command(&argv, &options.env, options.stdout, options.stderr)
+        .and_then(|command| Command::from(command).spawn());
+    match spawned {
+        Ok(child) => Ok(Launched {
+            connection,
+            evidence: Evidence::Classic,
+            child,
+            file: path,
+            registered_after: Duration::ZERO,
+            launch_id: None,
+        }),
+        Err(source) => {
+            let _ = std::fs::remove_file(&path);
+            Err(Error::Spawn { program, source })
+        }
+    }
+}
+
 impl Launcher {
     /// Binds the registration ROUTER on port 0 and creates the files' directory.
+    ///
+    /// Classic mode cannot share a socket (it has nothing to register): it is refused with
+    /// [`Error::ClassicCannotShare`]; the free [`launch`] does classic launches.
     pub async fn bind(options: LaunchOptions) -> Result<Self, Error> {
+        let Some(dialect) = options.mode.dialect() else {
+            return Err(Error::ClassicCannotShare);
+        };
         let dir = options.dir.clone().unwrap_or_else(runtime_dir);
         create_private_dir(&dir).map_err(|source| Error::WriteFile {
             path: dir.clone(),
@@ -248,6 +326,7 @@ impl Launcher {
             incoming,
             receiver,
             options,
+            dialect,
             dir,
             session_id,
             members: Vec::new(),
@@ -295,7 +374,7 @@ impl Launcher {
             }
             let config = LaunchConfig {
                 registration_timeout: self.options.timeout,
-                dialect: self.options.dialect,
+                dialect: self.dialect,
                 kernel_id: new_session_id(),
                 ..LaunchConfig::new(random_key())
             };
@@ -330,7 +409,9 @@ impl Launcher {
     /// (same key, same socket), spawns the command again, and waits for it to register; on
     /// success `launched` describes the new process.
     pub async fn restart(&mut self, launched: &mut Launched) -> Result<(), Error> {
-        let id = launched.launch;
+        let id = launched
+            .launch_id
+            .ok_or(Error::Internal("a classic kernel has no launch to restart"))?;
         let member = self
             .members
             .iter_mut()
@@ -402,6 +483,15 @@ impl Launcher {
         &mut self,
         observer: &mut (dyn FnMut(Instant, &RegistrarEvent) + Send),
     ) -> Result<(), Error> {
+        if self
+            .options
+            .cancel
+            .as_ref()
+            .is_some_and(Cancel::is_cancelled)
+        {
+            self.stop_all().await;
+            return Err(Error::Cancelled);
+        }
         for i in 0..self.members.len() {
             if !self.members[i].pending(&self.registrar) {
                 continue;
@@ -439,10 +529,26 @@ impl Launcher {
         // Launches of a cancelled call that failed since: nobody will take them.
         for member in &mut self.members {
             if !member.awaited && member.failed.is_some() {
-                member.stop().await;
+                member.stop(None).await;
             }
         }
         Ok(())
+    }
+
+    /// Stops every kernel not handed over yet and removes its file: SIGTERM to every group at
+    /// once, then together up to [`STOP_GRACE`] to exit, then SIGKILL to what is left.
+    async fn stop_all(&mut self) {
+        let until = tokio::time::Instant::now() + STOP_GRACE;
+        for member in &self.members {
+            if let Some(pid) = member.child.as_ref().and_then(Child::id) {
+                let _ = process::terminate_group(pid);
+            }
+        }
+        for member in &mut self.members {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            member.stop(Some(left)).await;
+            member.awaited = false;
+        }
     }
 
     /// Does everything the registrar asks until it is drained.
@@ -534,7 +640,7 @@ impl Launcher {
                     registered_after: member
                         .spawned_at
                         .map_or(Duration::ZERO, |s| at.saturating_duration_since(s)),
-                    launch: id,
+                    launch_id: Some(id),
                 })
             }
             (_, child) => {

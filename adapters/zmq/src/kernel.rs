@@ -5,7 +5,7 @@
 //! it waits for the first subscription) and until when; the blocking and async drivers only
 //! differ in how they wait.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use jupyter_handshake::{
@@ -15,9 +15,7 @@ use jupyter_handshake::{
 
 use crate::clock::Clock;
 use crate::error::Error;
-use crate::files::{
-    FileReadError, Links, new_session_id, read_handshake_file, write_private_atomic,
-};
+use crate::files::{FileReadError, Links, read_handshake_file, write_private_atomic};
 use crate::sockets::{IpcFile, Wrap, bind, configure, connect, ipc_file, send, socket};
 use crate::wait::{Engine, Interest, Watch};
 
@@ -25,38 +23,7 @@ use crate::wait::{Engine, Interest, Watch};
 /// name one while waiting; this only bounds a wait that should never happen).
 const IDLE_TICK: Duration = Duration::from_millis(100);
 
-/// How a kernel-side driver (`start_kernel`) behaves.
-#[derive(Clone, Debug)]
-pub struct KernelOptions {
-    /// How long to wait for the launcher's `handshake_reply` (default 10 s). The JEP says a kernel
-    /// without an acknowledgement should shut down: `start_kernel` then fails.
-    pub ack_timeout: Duration,
-    /// Wait, after registering, until the first IOPub subscription arrives, for at most this
-    /// long (ark waits 10 s), so nothing published before the client listens is lost. `None`
-    /// (default): do not wait. A subscription consumed while waiting is returned as the started
-    /// kernel's `first_subscription`.
-    pub wait_for_iopub: Option<Duration>,
-    /// Write the kernel's own connection file here once connected (atomically, mode 0600), as
-    /// the JEP suggests. Default: none.
-    pub write_connection_file: Option<PathBuf>,
-    /// The `session` of the handshake's headers; use the same id for the kernel's other messages
-    /// (one per process). Default: a fresh random UUID.
-    pub session_id: String,
-    /// The `username` of the handshake's headers (default `kernel`, as ark).
-    pub username: String,
-}
-
-impl Default for KernelOptions {
-    fn default() -> Self {
-        Self {
-            ack_timeout: Duration::from_secs(10),
-            wait_for_iopub: None,
-            write_connection_file: None,
-            session_id: new_session_id(),
-            username: "kernel".into(),
-        }
-    }
-}
+pub use jupyter_handshake_host::options::KernelOptions;
 
 /// Reads and classifies the connection or registration file at `path`: at most
 /// [`MAX_HANDSHAKE_FILE_LEN`](crate::files::MAX_HANDSHAKE_FILE_LEN) bytes of a regular file,

@@ -6,7 +6,7 @@
 //! engine, on a registration socket of its own. The blocking and async drivers only differ in
 //! how they wait.
 //!
-//! ## Handshake mode ([`LaunchMode::Handshake`], [`LaunchMode::Upstream`])
+//! ## Handshake mode ([`LaunchMode::Handshake`](crate::LaunchMode::Handshake), [`LaunchMode::Upstream`](crate::LaunchMode::Upstream))
 //!
 //! Each step is the core's [`Registrar`] (one
 //! [`LauncherHandshake`](jupyter_handshake::LauncherHandshake) per launch) asking for it:
@@ -27,7 +27,7 @@
 //!    child is killed (if still running) and reaped, the file is removed, and the core's reason
 //!    is returned.
 //!
-//! ## Classic mode ([`LaunchMode::Classic`]): racy on purpose
+//! ## Classic mode ([`LaunchMode::Classic`](crate::LaunchMode::Classic)): racy on purpose
 //!
 //! Five ports are picked by binding port 0 with [`TcpListener`](std::net::TcpListener)s and closing them, exactly as
 //! jupyter_client does, then written into a classic connection file. **This is racy**: between
@@ -51,7 +51,6 @@
 //! and [`LaunchOptions::stderr`].
 
 use std::collections::{HashMap, VecDeque};
-use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -67,7 +66,6 @@ use crate::error::{Error, LaunchError};
 use crate::files::{
     FileWatch, create_private_dir, new_session_id, random_key, runtime_dir, write_private_atomic,
 };
-use crate::kernelspec::LaunchMode;
 use crate::process::{self, Cancel, STOP_GRACE};
 pub use crate::process::{ChildStdio, exit_status, substitute_connection_file};
 use crate::sockets::{IpcFile, Wrap, bind, configure, ipc_file, send, socket};
@@ -77,57 +75,10 @@ use jupyter_handshake::{
     RegistrarEvent, RegistrarInput,
 };
 use jupyter_handshake_host::classic;
+pub use jupyter_handshake_host::options::LaunchOptions;
 
 /// The longest a driver sleeps before checking the child process and the file again.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
-
-/// How a launch (`launch`, blocking or async) behaves.
-#[derive(Clone, Debug)]
-pub struct LaunchOptions {
-    /// Registration file (default) or classic connection file; see
-    /// [`KernelSpec::launch_mode`](crate::KernelSpec::launch_mode) to choose from a kernelspec.
-    pub mode: LaunchMode,
-    /// How long to wait for the kernel to register, from the moment the registration socket is
-    /// bound; includes the kernel's start-up time (default 30 s, as Kallichore).
-    pub timeout: Duration,
-    /// Address written into the file: the kernel binds its channels on it and reaches the
-    /// registration socket at it (default `127.0.0.1`).
-    pub ip: String,
-    /// Transport (default tcp).
-    pub transport: Transport,
-    /// Directory for the file (default [`runtime_dir`]); created, private, if missing.
-    pub dir: Option<PathBuf>,
-    /// `kernel_name` to write into a classic connection file and to set in the returned
-    /// connection information (a registration file is written exactly as the core makes it).
-    pub kernel_name: Option<String>,
-    /// Extra environment variables for the kernel (a kernelspec's `env`, say).
-    pub env: Vec<(OsString, OsString)>,
-    /// Where the kernel's stdout goes (default: inherited).
-    pub stdout: ChildStdio,
-    /// Where the kernel's stderr goes (default: inherited).
-    pub stderr: ChildStdio,
-    /// Ends the launch early when cancelled (from a signal handler, say): every kernel it
-    /// started is then stopped, gracefully (see [`process::stop`]), every file it wrote
-    /// removed, and it fails with [`LaunchError::Cancelled`] (default: none).
-    pub cancel: Option<Cancel>,
-}
-
-impl Default for LaunchOptions {
-    fn default() -> Self {
-        Self {
-            mode: LaunchMode::Handshake,
-            timeout: Duration::from_secs(30),
-            ip: "127.0.0.1".into(),
-            transport: Transport::Tcp,
-            dir: None,
-            kernel_name: None,
-            env: Vec::new(),
-            stdout: ChildStdio::Inherit,
-            stderr: ChildStdio::Inherit,
-            cancel: None,
-        }
-    }
-}
 
 /// A kernel that registered (or, in classic mode, was started).
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use jupyter_handshake::Dialect;
+use jupyter_handshake::{Dialect, LaunchMode};
 use jupyter_handshake_tokio::{ChildStdio, Client, LaunchOptions, Launched};
 
 /// How long any one wait of a test may take (generous: CI has two cores).
@@ -51,8 +51,12 @@ pub fn options(dir: &TempDir, dialect: Dialect) -> LaunchOptions {
     } else {
         ChildStdio::Null
     };
+    let mode = match dialect {
+        Dialect::Posit => LaunchMode::Handshake,
+        Dialect::Upstream => LaunchMode::Upstream,
+    };
     LaunchOptions {
-        dialect,
+        mode,
         dir: Some(dir.path().to_path_buf()),
         timeout: Duration::from_secs(60),
         stdout: stdio,
