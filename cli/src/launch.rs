@@ -98,6 +98,9 @@ const KERNEL_INFO_SLICE: Duration = Duration::from_millis(500);
 /// How many kernels of a `--count` launch are checked at once: each check holds a client of
 /// five sockets, and libzmq allows 1023 sockets per context.
 const CHECKERS: usize = 64;
+
+/// The I/O threads of `--count`'s context; see [`Launcher`]'s docs on floods.
+const REGISTRATION_IO_THREADS: i32 = 2;
 /// How often to look at the kernel process while waiting for it to exit.
 const EXIT_POLL: Duration = Duration::from_millis(2);
 
@@ -274,6 +277,10 @@ fn run_many(
     let _ = process::raise_open_files_limit();
     let verbose = options.verbose;
     let ctx = zmq::Context::new();
+    // Two I/O threads (libzmq's default is one): a flood of the registration socket keeps one
+    // busy, and new connections (the kernels') wait behind it (README, "Security of the
+    // drivers"). Set before the first socket, or it has no effect; a failure keeps one.
+    let _ = ctx.set_io_threads(REGISTRATION_IO_THREADS);
     let mut launcher = Launcher::new(&ctx, launch_options)
         .map_err(|e| CliError::failed(format!("launch failed: {e}")))?;
     let mut registered_at: HashMap<LaunchId, Instant> = HashMap::new();

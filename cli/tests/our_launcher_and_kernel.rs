@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     TempDir, contains_ignore_case, launch_command, our_kernel_argv, ports_of, python_script,
-    python_str, run, successful_launch, tool, write_private,
+    python_str, run, successful_launch, tool,
 };
 use jupyter_handshake::{Evidence, Key, SignatureScheme, Signer};
 use jupyter_handshake_zmq::blocking::{ChildStdio, Client, LaunchOptions, launch};
@@ -212,22 +212,8 @@ fn forged_and_garbage_registrations_are_dropped() {
 #[test]
 fn kernel_without_reply_gives_up_at_its_ack_timeout() {
     let dir = TempDir::new("ack");
-    let ctx = zmq::Context::new();
-    let router = ctx.socket(zmq::ROUTER).unwrap();
-    router.set_linger(0).unwrap();
-    router.bind("tcp://127.0.0.1:0").unwrap();
-    let endpoint = router.get_last_endpoint().unwrap().unwrap();
-    let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
     let key = "0123456789abcdef0123456789abcdef";
-    let file = dir.join("registration.json");
-    let registration = json!({
-        "transport": "tcp",
-        "ip": "127.0.0.1",
-        "signature_scheme": "hmac-sha256",
-        "key": key,
-        "registration_port": port,
-    });
-    write_private(&file, registration.to_string().as_bytes());
+    let (_ctx, router, file) = common::silent_registration(dir.path(), key);
 
     let mut kernel = tool(["kernel", "--ack-timeout", "1", "-f"]);
     kernel.arg(&file);

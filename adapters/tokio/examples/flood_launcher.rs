@@ -1,15 +1,17 @@
 //! The tokio [`Launcher`] as `bench/flood.py` drives a launcher: N kernels at once through one
-//! registration socket, one JSON line per kernel, then every kernel stopped.
+//! registration socket, each checked with kernel_info, one JSON line per kernel, then every
+//! kernel stopped.
 //!
 //! `flood_launcher launch --json --count N [--timeout SECONDS] -- KERNEL_ARGV...` (the argv
-//! with `{connection_file}`); files go to the runtime dir (`JUPYTER_RUNTIME_DIR`). Prints
-//! `{"status":"ok",...}` or `{"status":"failed","error":...}` per kernel, in launch order;
+//! with `{connection_file}`); files go to the runtime dir (`JUPYTER_RUNTIME_DIR`). Prints, per
+//! kernel in launch order, `{"kernel_info":{"status":"ok"},"timings_us":{"register":T},...}`
+//! (T: from the start until every launch was over) or `{"status":"failed","error":...}`;
 //! exit status 0 when all registered, 1 otherwise, 2 on bad arguments. With
 //! `python3 bench/flood.py --launcher "target/release/examples/flood_launcher launch"`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use jupyter_handshake_tokio::{ChildStdio, LaunchOptions, Launcher};
+use jupyter_handshake_tokio::{ChildStdio, Client, LaunchOptions, Launcher};
 
 fn usage() -> ! {
     eprintln!(
@@ -20,6 +22,7 @@ fn usage() -> ! {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let start = Instant::now();
     let mut args = std::env::args().skip(1);
     if args.next().as_deref() != Some("launch") {
         usage();
@@ -72,13 +75,28 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    let registered = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
     let mut all_ok = true;
     for (i, result) in results.into_iter().enumerate() {
         match result {
             Ok(mut kernel) => {
+                let info = match Client::connect(&kernel.connection).await {
+                    Ok(mut client) => client
+                        .wait_for_ready(timeout)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let status = if info.is_ok() { "ok" } else { "failed" };
+                all_ok &= info.is_ok();
                 println!(
                     "{}",
-                    serde_json::json!({"status": "ok", "index": i, "shell_port": kernel.connection.ports.shell})
+                    serde_json::json!({
+                        "index": i,
+                        "kernel_info": {"status": status},
+                        "timings_us": {"register": registered},
+                        "error": info.err(),
+                    })
                 );
                 // Stopped, and its file (with the key) removed.
                 let _ = kernel.stop(Duration::from_secs(1)).await;

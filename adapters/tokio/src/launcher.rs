@@ -281,6 +281,8 @@ impl Launcher {
         let mut registrar = Registrar::new(RegistrarConfig {
             transport: options.transport,
             ip: options.ip.clone(),
+            // What the registration socket lets through, checked again before any HMAC.
+            limits: crate::router::REGISTRATION_LIMITS,
             ..RegistrarConfig::default()
         });
         let mut router = None;

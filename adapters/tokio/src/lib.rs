@@ -73,7 +73,7 @@
 //! zeromq alike), because zeromq's `RouterSocket` bounds nothing a peer sends and drops
 //! messages. Any local process can connect to that socket; what it can make the launcher hold
 //! is bounded, and a peer that breaks a bound is disconnected at once (the table and the memory
-//! bound are in [`router`]): frames of 8 KiB ([`router::MAX_FRAME`], judged on the header), 63
+//! bound are in [`router`]): frames of 2 KiB ([`router::MAX_FRAME`], judged on the header), 15
 //! frames and 16 KiB per message ([`router::MAX_FRAMES`], [`router::MAX_MESSAGE`]: an endless
 //! multipart message is cut off there), 10 s for the greeting and READY
 //! ([`router::HANDSHAKE_TIMEOUT`]), 4 messages queued per peer ([`router::PEER_QUEUE`]; then

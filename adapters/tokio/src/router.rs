@@ -18,8 +18,8 @@
 //!
 //! | bound | value | what it bounds |
 //! |---|---|---|
-//! | [`MAX_FRAME`] | 8 KiB | one frame's body, judged on its header (1- or 8-byte length) |
-//! | [`MAX_FRAMES`] | 63 | frames of one message (64 with the routing id: the core's bound) |
+//! | [`MAX_FRAME`] | 2 KiB | one frame's body, judged on its header (1- or 8-byte length) |
+//! | [`MAX_FRAMES`] | 15 | frames of one message (16 with the routing id: the registrar's bound) |
 //! | [`MAX_MESSAGE`] | 16 KiB | bytes of one message, judged on each frame's header |
 //! | [`HANDSHAKE_TIMEOUT`] | 10 s | greeting + READY, from the accept (silent or slow peers) |
 //! | [`PEER_QUEUE`] | 4 | messages of one peer received and not yet handled by the launcher |
@@ -34,7 +34,7 @@
 //! until the launcher has taken its messages (its bytes wait in its own socket buffers, not in
 //! ours). So, whatever the peers send, the launcher holds at most about `MAX_CONNECTIONS ×
 //! (MAX_FRAME + 16 KiB of read buffers + 2 × MAX_MESSAGE)` (a message being decoded and one
-//! waiting for its place) `+ INCOMING × MAX_MESSAGE`: some 60 MiB at the cap, with every
+//! waiting for its place) `+ INCOMING × MAX_MESSAGE`: some 55 MiB at the cap, with every
 //! connection sending the largest messages; 4 × 100 flooding connections measured 21 MiB peak
 //! RSS for the whole launcher (`bench/flood.py`, README).
 //!
@@ -69,13 +69,22 @@ mod zmtp;
 
 use zmtp::{Bounds, Decoder, Event};
 
-/// The longest frame body a peer may send: 8 KiB, as the zmq driver's `ZMQ_MAXMSGSIZE` on its
-/// registration socket (a real request's largest frame, its header, is a few hundred bytes).
-pub const MAX_FRAME: usize = 8 * 1024;
+/// The longest frame body a peer may send: 2 KiB, as the zmq driver's `ZMQ_MAXMSGSIZE` on its
+/// registration socket (a real request's largest frame, its header, is a few hundred bytes),
+/// and the registrar's [`REGISTRATION_LIMITS`] frame bound.
+pub const MAX_FRAME: usize = 2 * 1024;
 
-/// The most frames in one message from a peer: the core's handshake bound (64) less the
-/// routing id we put first.
-pub const MAX_FRAMES: usize = Limits::HANDSHAKE.max_frames - 1;
+/// The most frames in one message from a peer: 15, the registrar's bound (16, as the zmq
+/// driver's) less the routing id we put first. A REQ's request is 7 (the empty delimiter,
+/// `<IDS|MSG>`, the signature, four parts).
+pub const MAX_FRAMES: usize = REGISTRATION_LIMITS.max_frames - 1;
+
+/// What the launcher's registrar accepts of a message (the core checks it before any HMAC):
+/// frames of [`MAX_FRAME`], 16 frames with the routing id.
+pub const REGISTRATION_LIMITS: Limits = Limits {
+    max_frame_len: MAX_FRAME,
+    max_frames: 16,
+};
 
 /// The most bytes in one message from a peer (a real request is 1–2 KiB): what libzmq cannot
 /// bound, and what an endless multipart message breaks.
