@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use jupyter_handshake::message::Session;
 use jupyter_handshake::{KernelEvent, Signer};
+use jupyter_handshake_host::files::write_private_atomic;
 
 use super::CliError;
 use super::args::{Arg, Args, is_help, joined};
@@ -39,7 +40,8 @@ publishes status busy/idle around each on IOPub, welcomes IOPub subscribers, and
 heartbeats, until a shutdown_request arrives (exit status 0). It also exits, removing the file
 of --write-connection-file, on SIGTERM (status 143) and when its launcher is gone (status 0):
 the process named by JPY_PARENT_PID (set by launchers, ipykernel's convention) no longer exists,
-or its own parent changed.
+or its own parent changed. A SIGTERM before it has registered (nothing of it is on disk yet)
+ends it at once, as SIGTERM's default action does.
 
 Options:
   -f, --connection-file FILE    the connection or registration file (required)
@@ -58,6 +60,17 @@ Environment:
 
 /// `jupyter-handshake kernel …`.
 pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
+    // SIGTERM is ours first thing, so that no moment of the start-up is left to the default
+    // action. While nothing of ours is on disk (`nothing_to_remove`), it ends the process at
+    // once, as the default action would (a kernel waiting for its handshake_reply stops without
+    // delay); from the moment the connection file may be written it only sets `terminated`, and
+    // the serve loop stops in order and removes the file.
+    let terminated = Arc::new(AtomicBool::new(false));
+    let nothing_to_remove = Arc::new(AtomicBool::new(true));
+    let term = signal_hook::consts::SIGTERM;
+    signal_hook::flag::register_conditional_default(term, Arc::clone(&nothing_to_remove))
+        .and_then(|_| signal_hook::flag::register(term, Arc::clone(&terminated)))
+        .map_err(|e| CliError::failed(format!("cannot handle SIGTERM: {e}")))?;
     let mut file: Option<PathBuf> = None;
     let mut ack_timeout: Option<Duration> = None;
     let mut wait_for_iopub: Option<Duration> = None;
@@ -97,8 +110,8 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
         options.ack_timeout = t;
     }
     options.wait_for_iopub = wait_for_iopub;
-    options.write_connection_file = write_connection_file.clone();
-    // The key-bearing file we were asked to write goes when we do, however we stop.
+    // The connection file is written here, not by `start_kernel`, once SIGTERM no longer ends
+    // the process at once (see above): then the file goes when we do, however we stop.
     let remove_own_file = || {
         if let Some(path) = &write_connection_file {
             let _ = std::fs::remove_file(path);
@@ -125,20 +138,26 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, CliError> {
             // The JEP wants a kernel without an acknowledgement to go away, and at its
             // deadline, not a second later: nothing waits for its sockets' linger.
             driver.abandon();
-            remove_own_file();
             return Err(CliError::failed(format!("kernel start-up failed: {e}")));
         }
     };
 
     let connection = &started.connection;
+    nothing_to_remove.store(false, Ordering::SeqCst);
+    if let Some(path) = &write_connection_file {
+        if let Err(e) = write_private_atomic(path, &connection.to_json_pretty()) {
+            return Err(CliError::failed(format!(
+                "cannot write the connection file {}: {e}",
+                path.display()
+            )));
+        }
+    }
     let signer = Signer::new(connection.signature_scheme, &connection.key);
     // The handshake's session id, so that every message of this process carries the same one.
     let session = Session::new(options.session_id.clone(), options.username.clone(), signer);
     let mut kernel = Kernel::new(session, Clock::new(), tracer);
     // SIGTERM (what a launcher that stops sends to our process group) ends the serve loop in
     // order, so that the file above is removed; so does the launcher's death.
-    let terminated = Arc::new(AtomicBool::new(false));
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&terminated));
     let mut why_stopped = None;
     let welcome = started.first_subscription.as_deref();
     let served = driver.serve(started.channels, &mut kernel, welcome, &mut || {

@@ -94,6 +94,7 @@ const KERNEL_INFO_SLICE: Duration = Duration::from_millis(500);
 /// How many kernels of a `--count` launch are checked at once: each check holds a client of
 /// five sockets (libzmq allows 1023 sockets per context) and a few descriptors.
 const CHECKERS: usize = 64;
+
 /// How often to look at the kernel process while waiting for it to exit.
 const EXIT_POLL: Duration = Duration::from_millis(2);
 
@@ -202,7 +203,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, CliError> {
         (None, Transport::Tcp) => {}
     }
 
-    let driver = Driver::new()?;
+    // `--count`: a driver set up for one registration socket shared by many kernels.
+    let driver = if options.count > 1 {
+        Driver::for_fleet()?
+    } else {
+        Driver::new()?
+    };
     if options.count > 1 {
         return run_many(
             &driver,

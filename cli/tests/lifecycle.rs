@@ -87,11 +87,15 @@ struct Running {
 }
 
 impl Running {
-    fn start(mut command: Command, mark: &str) -> Self {
+    fn start(command: Command, mark: &str) -> Self {
+        Self::start_with_stdout(command, mark, Stdio::null())
+    }
+
+    fn start_with_stdout(mut command: Command, mark: &str, stdout: Stdio) -> Self {
         command
             .env(MARK, mark)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("the tool starts");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -223,13 +227,7 @@ fn stopped_cleanly(
     mark: &str,
 ) -> String {
     running.signal(signal);
-    let (exit, stderr) = running.exit_code();
-    assert_eq!(exit, Some(code), "{stderr}");
-    assert_eq!(files(runtime, "kernel-"), Vec::<String>::new(), "{stderr}");
-    wait_until("every process the launch started is gone", || {
-        marked(mark).is_empty()
-    });
-    stderr
+    stopped_cleanly_after_signal(running, code, runtime, mark)
 }
 
 /// SIGINT to a launch while a stock ipykernel, started by a shell that does not `exec` it, is
@@ -285,6 +283,154 @@ fn sigterm_stops_our_kernel_behind_a_wrapper_and_removes_every_file() {
     wait_until("every process the launch started is gone", || {
         marked(&mark).is_empty()
     });
+}
+
+/// The demo's first lines, before it launches: what a stdout with exactly that much room takes
+/// before the demo blocks writing the next one (the kernel's, once it has registered). The pid
+/// is counted with as many digits as the largest pid has.
+fn demo_lines_before_launch() -> usize {
+    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap();
+    "jupyter-handshake demo: a race-free kernel launch through the JEP 66 handshake\n\n".len()
+        + "  launcher  this process (pid )\n".len()
+        + pid_max.trim().len()
+}
+
+/// A `demo` whose stdout is a one-page pipe already holding all but `room` bytes, which the
+/// test reads only once it has signalled the demo: the demo blocks writing the first line that
+/// does not fit, and is signalled there, whatever the speed of the machine. Returns the demo and
+/// read end of its stdout.
+fn blocked_demo(runtime: &Path, mark: &str, room: usize) -> (Running, std::fs::File) {
+    use std::io::Write;
+    let (read, write) = rustix::pipe::pipe().unwrap();
+    let size = rustix::pipe::fcntl_setpipe_size(&write, 4096).unwrap();
+    let mut write = std::fs::File::from(write);
+    write.write_all(&vec![b'.'; size - room]).unwrap();
+    let mut command = tool(["demo", "--timeout", "100"]);
+    command.env("JUPYTER_RUNTIME_DIR", runtime);
+    let running = Running::start_with_stdout(command, mark, Stdio::from(write));
+    (running, std::fs::File::from(read))
+}
+
+/// Reads `pipe` to its end, on a thread of its own.
+fn drain(pipe: std::fs::File) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(pipe), &mut text);
+        text
+    })
+}
+
+/// Whether the process `pid` sleeps writing to a full pipe.
+fn blocked_on_a_pipe(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("pipe_write"))
+}
+
+/// SIGINT to `demo` while its kernel is registered and running (the demo is held writing the
+/// line that names the kernel): exit 130, the registration file is gone and so is the kernel.
+#[test]
+fn sigint_to_the_demo_stops_its_registered_kernel_and_removes_its_file() {
+    let runtime = TempDir::new("demo-int");
+    let mark = new_mark("demo-int");
+    let (running, stdout) = blocked_demo(runtime.path(), &mark, demo_lines_before_launch());
+    let pid = running.child.id();
+    wait_until("the demo blocks writing the kernel's line", || {
+        blocked_on_a_pipe(pid)
+    });
+    assert_eq!(
+        files(runtime.path(), "kernel-").len(),
+        1,
+        "the kernel's file"
+    );
+    assert!(
+        marked(&mark).iter().any(|(_, c)| c.contains(" kernel -f ")),
+        "the kernel runs"
+    );
+    running.signal("-INT");
+    let reader = drain(stdout);
+    let stderr = stopped_cleanly_after_signal(running, 130, runtime.path(), &mark);
+    assert!(stderr.contains("SIGINT"), "{stderr}");
+    let stdout = reader.join().unwrap();
+    assert!(stdout.contains("  kernel    "), "{stdout}");
+}
+
+/// SIGTERM to `demo` before it launches anything (held writing its first line): exit 143, and
+/// the launch it then starts, cancelled already, leaves no file and no kernel.
+#[test]
+fn sigterm_to_the_demo_before_its_launch_leaves_nothing() {
+    let runtime = TempDir::new("demo-term");
+    let mark = new_mark("demo-term");
+    let (running, stdout) = blocked_demo(runtime.path(), &mark, 0);
+    let pid = running.child.id();
+    wait_until("the demo blocks writing its first line", || {
+        blocked_on_a_pipe(pid)
+    });
+    running.signal("-TERM");
+    let reader = drain(stdout);
+    let stderr = stopped_cleanly_after_signal(running, 143, runtime.path(), &mark);
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+    reader.join().unwrap();
+}
+
+/// Waits for a signalled tool to exit with `code`, then checks that no registration file is
+/// left in `runtime` and no process it started is alive; returns its stderr.
+fn stopped_cleanly_after_signal(running: Running, code: i32, runtime: &Path, mark: &str) -> String {
+    let (exit, stderr) = running.exit_code();
+    assert_eq!(exit, Some(code), "{stderr}");
+    assert_eq!(files(runtime, "kernel-"), Vec::<String>::new(), "{stderr}");
+    wait_until("every process the tool started is gone", || {
+        marked(mark).is_empty()
+    });
+    stderr
+}
+
+/// SIGTERM to our kernel while it waits for its handshake_reply: the handler it installs first
+/// thing ends it at once, as SIGTERM's default action would (a kernel that deferred the signal
+/// would wait out its 100 s ack timeout), and it has written no connection file. The test is
+/// the launcher: it binds the registration socket and takes the request, which proves the
+/// kernel is past its start.
+#[test]
+fn sigterm_to_our_kernel_waiting_for_its_reply_ends_it_at_once_leaving_no_file() {
+    let dir = TempDir::new("kernel-term");
+    let (_ctx, router, file) = common::silent_registration(dir.path(), "a-key-for-this-test");
+    let own = dir.path().join("own.json");
+    let mut command = tool(["kernel", "--ack-timeout", "100", "-f"]);
+    command
+        .arg(&file)
+        .arg("--write-connection-file")
+        .arg(&own)
+        .env("JPY_PARENT_PID", std::process::id().to_string());
+    let mark = new_mark("kernel-term");
+    let running = Running::start(command, &mark);
+    let patience = i64::try_from(PATIENCE.as_millis()).unwrap();
+    assert!(
+        router.poll(zmq::POLLIN, patience).unwrap() > 0,
+        "no request came"
+    );
+    let request = router.recv_multipart(0).unwrap();
+    assert!(
+        request.iter().any(|f| f == b"<IDS|MSG>"),
+        "a handshake request"
+    );
+    running.signal("-TERM");
+    let pid = running.child.id();
+    let mut child = running.child;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > PATIENCE {
+            let _ = child.kill();
+            panic!("the kernel {pid} did not end on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(15),
+        "ended by SIGTERM: {status:?}"
+    );
+    assert!(!own.exists(), "no connection file was written");
 }
 
 /// A launcher killed with SIGKILL can stop nothing: its kernels must notice on their own. Stock
@@ -349,10 +495,6 @@ fn a_closed_stdout_is_no_panic() {
 /// libzmq's 1023 sockets per context) reports every kernel ok, and leaves no file behind. The
 /// 1000-kernel run is a command in README (too slow for CI on two cores).
 #[test]
-#[cfg_attr(
-    all(feature = "tokio", not(feature = "zmq")),
-    ignore = "zeromq 0.6's ROUTER loses registrations and replies in a burst of connections (tokio driver docs); the `router` branch replaces it"
-)]
 fn three_hundred_kernels_through_one_socket_all_report_ok() {
     let runtime = TempDir::new("scale");
     let mut argv = common::our_kernel_argv();

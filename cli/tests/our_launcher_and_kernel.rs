@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     TempDir, contains_ignore_case, launch_command, our_kernel_argv, ports_of, python_script,
-    python_str, run, successful_launch, tool, write_private,
+    python_str, run, successful_launch, tool,
 };
 use jupyter_handshake::{Evidence, Key, SignatureScheme, Signer};
 use jupyter_handshake_zmq::blocking::{ChildStdio, Client, LaunchOptions, launch};
@@ -212,22 +212,8 @@ fn forged_and_garbage_registrations_are_dropped() {
 #[test]
 fn kernel_without_reply_gives_up_at_its_ack_timeout() {
     let dir = TempDir::new("ack");
-    let ctx = zmq::Context::new();
-    let router = ctx.socket(zmq::ROUTER).unwrap();
-    router.set_linger(0).unwrap();
-    router.bind("tcp://127.0.0.1:0").unwrap();
-    let endpoint = router.get_last_endpoint().unwrap().unwrap();
-    let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
     let key = "0123456789abcdef0123456789abcdef";
-    let file = dir.join("registration.json");
-    let registration = json!({
-        "transport": "tcp",
-        "ip": "127.0.0.1",
-        "signature_scheme": "hmac-sha256",
-        "key": key,
-        "registration_port": port,
-    });
-    write_private(&file, registration.to_string().as_bytes());
+    let (_ctx, router, file) = common::silent_registration(dir.path(), key);
 
     let mut kernel = tool(["kernel", "--ack-timeout", "1", "-f"]);
     kernel.arg(&file);
@@ -445,10 +431,6 @@ fn library_launch_client_execute_and_shutdown() {
 /// `--count 24`: 24 copies of our kernel through ONE registration socket; one JSON line each,
 /// in launch order, each with its own ports and an ok kernel_info; nothing left on disk.
 #[test]
-#[cfg_attr(
-    all(feature = "tokio", not(feature = "zmq")),
-    ignore = "zeromq 0.6's ROUTER loses registrations and replies in a burst of connections (tokio driver docs); the `router` branch replaces it"
-)]
 fn count_launches_many_kernels_through_one_socket() {
     const N: usize = 24;
     let runtime = TempDir::new("rt");

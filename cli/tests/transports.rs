@@ -30,10 +30,6 @@ fn launch_over_ipv6_loopback() {
 /// every socket (five per kernel) gets its own path, every kernel answers, and no socket or
 /// lock file is left once they are gone.
 #[test]
-#[cfg_attr(
-    all(feature = "tokio", not(feature = "zmq")),
-    ignore = "zeromq 0.6's ROUTER loses registrations and replies in a burst of connections (tokio driver docs); the `router` branch replaces it"
-)]
 fn sixteen_kernels_over_ipc_at_once_take_distinct_paths() {
     let runtime = TempDir::new("rt");
     let sockets = TempDir::new("ipc");

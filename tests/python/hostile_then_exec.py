@@ -52,9 +52,13 @@ def fail(text: str) -> None:
     sys.exit(1)
 
 
-def wait_connected(sock: zmq.Socket) -> None:
-    """Blocks until the ZMTP handshake with the launcher's ROUTER has completed."""
+def connect_and_wait(sock: zmq.Socket, endpoint: str) -> None:
+    """Connects and blocks until the ZMTP handshake with the launcher's ROUTER has completed.
+
+    The monitor is attached before the connect: attached after it, it misses a handshake that
+    completed in between (a fast local ROUTER), and the wait then times out."""
     monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    sock.connect(endpoint)
     try:
         deadline = time.monotonic() + CONNECT_TIMEOUT
         while True:
@@ -95,8 +99,7 @@ def main(argv: list[str]) -> None:
 
     context = zmq.Context()
     sock = context.socket(zmq.DEALER)
-    sock.connect(endpoint)
-    wait_connected(sock)
+    connect_and_wait(sock, endpoint)
     for what, frames in messages:
         # An empty first frame, as a REQ socket puts before every request.
         sock.send_multipart([b"", *frames])

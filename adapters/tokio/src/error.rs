@@ -23,6 +23,19 @@ pub enum Error {
         /// What zeromq said.
         source: zeromq::ZmqError,
     },
+    /// The driver's own registration socket ([`router`](crate::router)) could not be bound or
+    /// served.
+    #[error("cannot {action} the {socket} socket{}: {source}", at(.endpoint))]
+    Io {
+        /// `bind`, `create the lock file of`.
+        action: &'static str,
+        /// Which socket.
+        socket: &'static str,
+        /// Its endpoint, when one is involved.
+        endpoint: Option<String>,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// A bound endpoint the driver cannot use.
     #[error("endpoint {endpoint}: {reason}")]
     Endpoint {

@@ -41,8 +41,6 @@ use jupyter_handshake::{
 };
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use zeromq::{RouterSendHalf, RouterSocket, Socket, ZmqMessage};
 
 use crate::clock::Clock;
 use crate::error::Error;
@@ -51,9 +49,8 @@ use crate::files::{
 };
 use crate::process::{self, Cancel};
 pub use crate::process::{ChildStdio, exit_status, substitute_connection_file};
-use crate::sockets::{bind, frames, recv, send};
+use crate::router::{Incoming, Router};
 use jupyter_handshake_host::classic;
-use jupyter_handshake_host::files::IpcFile;
 pub use jupyter_handshake_host::options::LaunchOptions;
 use jupyter_handshake_host::process::STOP_GRACE;
 
@@ -62,10 +59,6 @@ const TICK: Duration = Duration::from_millis(10);
 
 /// At most this many messages per wake-up, so a flood cannot hide a kernel's exit.
 const MAX_BATCH: usize = 64;
-
-/// Received messages queued between the receiving task and the launcher at most (a flood
-/// waits in zeromq and the kernel's socket buffers beyond that, not in our memory).
-const INCOMING: usize = 256;
 
 /// A kernel that registered (or, in classic mode, was started).
 #[derive(Debug)]
@@ -199,20 +192,16 @@ impl Member {
 pub struct Launcher {
     clock: Clock,
     registrar: Registrar,
-    /// The registration socket's sending half.
-    router: RouterSendHalf,
-    /// What the receiving task read from the registration socket, in order.
-    incoming: mpsc::Receiver<ZmqMessage>,
-    /// That task: it owns the receiving half and is never cancelled mid-`recv`.
-    receiver: JoinHandle<()>,
+    /// The registration socket ([`crate::router`]): replies go out through it.
+    router: Router,
+    /// The messages its peers sent, routing id first (at most [`crate::router::INCOMING`]).
+    incoming: mpsc::Receiver<Incoming>,
     options: LaunchOptions,
     /// The dialect of `options.mode` (never classic: refused in `bind`).
     dialect: Dialect,
     dir: PathBuf,
     session_id: String,
     members: Vec<Member>,
-    /// Over ipc, the registration socket's file, removed with the launcher.
-    _router_file: Option<IpcFile>,
 }
 
 impl std::fmt::Debug for Launcher {
@@ -302,17 +291,16 @@ impl Launcher {
         let mut registrar = Registrar::new(RegistrarConfig {
             transport: options.transport,
             ip: options.ip.clone(),
+            // What the registration socket lets through, checked again before any HMAC.
+            limits: crate::router::REGISTRATION_LIMITS,
             ..RegistrarConfig::default()
         });
         let mut router = None;
-        let mut router_file = None;
         loop {
             match registrar.poll_output() {
                 Output::Action(RegistrarAction::BindRegistration { transport, ip }) => {
-                    let mut socket = RouterSocket::new();
-                    let port = bind(&mut socket, "registration", transport, &ip, 0).await?;
-                    router_file = IpcFile::of(transport, &ip, port);
-                    router = Some(socket);
+                    let (socket, received, port) = Router::bind(transport, &ip).await?;
+                    router = Some((socket, received));
                     registrar
                         .handle_input(clock.now(), RegistrarInput::RegistrationBound { port })?;
                 }
@@ -324,28 +312,18 @@ impl Launcher {
                 }
             }
         }
-        let router = router.ok_or(Error::Internal("the registrar never asked for its socket"))?;
-        let (router, mut receiving) = router.split();
-        let (tx, incoming) = mpsc::channel(INCOMING);
-        let receiver = tokio::spawn(async move {
-            while let Ok(message) = recv(&mut receiving).await {
-                if tx.send(message).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let (router, incoming) =
+            router.ok_or(Error::Internal("the registrar never asked for its socket"))?;
         Ok(Self {
             clock,
             registrar,
             router,
             incoming,
-            receiver,
             options,
             dialect,
             dir,
             session_id,
             members: Vec::new(),
-            _router_file: router_file,
         })
     }
 
@@ -412,6 +390,10 @@ impl Launcher {
                 awaited: true,
             });
             self.drain(observer).await?;
+            // The kernels started so far may have registered already: answer them now, not
+            // after the whole fleet is spawned (spawning 200 on a loaded machine outlasts a
+            // kernel's wait for its reply).
+            self.serve_queued(MAX_BATCH, observer).await?;
             ids.push(Ok(id));
         }
         self.wait(observer).await?;
@@ -490,20 +472,44 @@ impl Launcher {
                 () = tokio::time::sleep(sleep) => None,
             };
             let Some(first) = first else { continue };
-            let mut message = first.ok_or(Error::Internal(
-                "zeromq stopped delivering on the registration socket",
+            let first = first.ok_or(Error::Internal(
+                "the registration socket stopped delivering",
             ))?;
-            for _ in 0..MAX_BATCH {
-                let now = self.clock.now();
-                self.registrar.receive(now, &frames(&message));
-                self.drain(observer).await?;
-                // Whatever else is queued already, without waiting.
-                match self.incoming.try_recv() {
-                    Ok(next) => message = next,
-                    Err(_) => break,
-                }
+            self.receive(first, observer).await?;
+            // At most MAX_BATCH messages, then the kernels and deadlines again.
+            self.serve_queued(MAX_BATCH - 1, observer).await?;
+        }
+    }
+
+    /// Hands the registrar at most `budget` messages the registration socket has queued
+    /// already, without waiting. A message is taken off the queue only to be handled at once
+    /// (one taken after the last of a batch used to be dropped unhandled: a burst of more than
+    /// 64 lost a registration).
+    async fn serve_queued(
+        &mut self,
+        budget: usize,
+        observer: &mut (dyn FnMut(Instant, &RegistrarEvent) + Send),
+    ) -> Result<(), Error> {
+        for _ in 0..budget {
+            match self.incoming.try_recv() {
+                Ok(message) => self.receive(message, observer).await?,
+                Err(_) => break,
             }
         }
+        Ok(())
+    }
+
+    /// One message of the registration socket to the registrar, and what it asks done.
+    async fn receive(
+        &mut self,
+        message: Incoming,
+        observer: &mut (dyn FnMut(Instant, &RegistrarEvent) + Send),
+    ) -> Result<(), Error> {
+        let now = self.clock.now();
+        self.registrar.receive(now, &message.frames);
+        // Its place in its peer's queue is free again.
+        drop(message);
+        self.drain(observer).await
     }
 
     /// Reports every pending kernel's file change and exit, then the time; cleans up the
@@ -610,9 +616,9 @@ impl Launcher {
                     return Err(Error::Internal("the registrar asked for a second socket"));
                 }
                 // Undeliverable (the kernel is gone or does not read): dropped, as libzmq's
-                // ROUTER would; the core's deadline or the exit decides the launch.
+                // ROUTER would; the core's deadline or the exit decides the launch. Never waits.
                 Output::Transmit(transmit) => {
-                    let _delivered = send(&mut self.router, transmit.frames).await;
+                    let _delivered = self.router.send(&transmit.frames);
                 }
                 Output::Event(event) => {
                     let now = self.clock.now();
@@ -696,7 +702,6 @@ impl Launcher {
 impl Drop for Launcher {
     /// Kills the kernels that were never handed over and removes their files.
     fn drop(&mut self) {
-        self.receiver.abort();
         for member in &mut self.members {
             if let Some(mut child) = member.child.take() {
                 kill_now(&mut child);

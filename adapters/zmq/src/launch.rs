@@ -50,6 +50,7 @@
 //! The kernel's stdin is `/dev/null`; its stdout and stderr follow [`LaunchOptions::stdout`]
 //! and [`LaunchOptions::stderr`].
 
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -67,7 +68,7 @@ use crate::files::{
 };
 use crate::process::{self, Cancel, STOP_GRACE};
 pub use crate::process::{ChildStdio, exit_status, substitute_connection_file};
-use crate::sockets::{IpcFile, Wrap, bind, configure, ipc_file, send, socket, try_recv};
+use crate::sockets::{IpcFile, Wrap, bind, configure, ipc_file, send, socket};
 use crate::wait::{Engine, Interest, Watch};
 use jupyter_handshake::{
     LaunchConfig, LaunchId, Registrar, RegistrarAction, RegistrarConfig, RegistrarError,
@@ -279,6 +280,12 @@ pub(crate) struct Fleet<S> {
     /// order).
     _router_file: Option<IpcFile>,
     members: Vec<Member>,
+    /// How many messages no launch's key verified ([`RegistrarEvent::Rejected`]) so far.
+    rejected: u64,
+    /// The peers of the registration socket that sent them, and those no longer heard.
+    strangers: Strangers,
+    /// How many messages of peers no longer heard were dropped unverified so far.
+    ignored: u64,
 }
 
 impl<S: Wrap> Fleet<S> {
@@ -293,6 +300,7 @@ impl<S: Wrap> Fleet<S> {
         let mut registrar = Registrar::new(RegistrarConfig {
             transport: options.transport,
             ip: options.ip.clone(),
+            limits: REGISTRATION_LIMITS,
             ..RegistrarConfig::default()
         });
         let mut router = None;
@@ -324,6 +332,9 @@ impl<S: Wrap> Fleet<S> {
             router,
             _router_file: router_file,
             members: Vec::new(),
+            rejected: 0,
+            strangers: Strangers::default(),
+            ignored: 0,
         })
     }
 
@@ -396,20 +407,32 @@ impl<S: Wrap> Fleet<S> {
     }
 
     /// Hands the registrar the messages already queued on the registration socket (at most one
-    /// wake-up's batch), without waiting.
+    /// wake-up's batch, as the driver's loop would), without waiting.
     fn serve_queued(
         &mut self,
         observer: &mut dyn FnMut(Instant, &RegistrarEvent),
     ) -> Result<(), LaunchError> {
-        for _ in 0..crate::wait::MAX_BATCH {
-            let Some(frames) = try_recv(self.router.raw(), "registration")? else {
-                break;
-            };
-            let now = self.clock.now();
-            self.registrar.receive(now, &frames);
-            self.drain(observer)?;
+        crate::wait::take_queued(&mut self.driving(observer), 0, crate::wait::MAX_BATCH)
+    }
+
+    /// Hands the registrar one message from the registration socket. A peer whose message no
+    /// launch's key verified gets a strike (see [`Strangers`]).
+    fn receive<F: AsRef<[u8]>>(
+        &mut self,
+        frames: &[F],
+        observer: &mut dyn FnMut(Instant, &RegistrarEvent),
+    ) -> Result<(), LaunchError> {
+        let rejected = self.rejected;
+        let now = self.clock.now();
+        self.registrar.receive(now, frames);
+        let drained = self.drain(observer);
+        if self.rejected != rejected {
+            // A ROUTER puts the peer's routing id first.
+            if let Some(peer) = frames.first() {
+                self.strangers.strike(peer.as_ref());
+            }
         }
-        Ok(())
+        drained
     }
 
     /// Starts a registered or failed launch over, for a new process of the same kernel: the old
@@ -553,6 +576,7 @@ impl<S: Wrap> Fleet<S> {
         let (id, event) = match event {
             RegistrarEvent::Launch { launch, event } => (Some(*launch), event),
             RegistrarEvent::Rejected(rejection) => {
+                self.rejected += 1;
                 let mut waiting = self.members.iter_mut().filter(|m| m.awaited);
                 if let (Some(only), None) = (waiting.next(), waiting.next()) {
                     only.last_rejection = Some(rejection.clone());
@@ -748,11 +772,19 @@ where
     }
 
     fn received<F: AsRef<[u8]>>(&mut self, _tag: usize, frames: &[F]) -> Result<(), LaunchError> {
-        let fleet = &mut self.fleet;
         let mut observer = |at: Instant, event: &RegistrarEvent| (self.observer)(at, event);
-        let now = fleet.clock.now();
-        fleet.registrar.receive(now, frames);
-        fleet.drain(&mut observer)
+        self.fleet.receive(frames, &mut observer)
+    }
+
+    /// A message from a peer that sent [`STRIKES`] messages no key verified is dropped unread:
+    /// it costs a lookup, not a verification against every pending key.
+    fn ignores<F: AsRef<[u8]>>(&mut self, _tag: usize, frames: &[F]) -> bool {
+        let fleet = &mut self.fleet;
+        let ignored = frames
+            .first()
+            .is_some_and(|peer| fleet.strangers.ignored(peer.as_ref()));
+        fleet.ignored += u64::from(ignored);
+        ignored
     }
 
     fn woke(&mut self) -> Result<(), LaunchError> {
@@ -771,10 +803,21 @@ where
 /// methods, `asynchronous::Launcher` (feature `async`, `Launcher<AsyncSocket>`) the same
 /// methods as `async fn`s; everything but the waiting is written once, in one engine.
 ///
+/// **Floods.** Anyone on the host can connect to the registration socket. Frames over 2 KiB
+/// disconnect their sender; at most 4 complete messages wait
+/// per peer (`ZMQ_RCVHWM`); the core rejects a message of more than 16 frames before any HMAC;
+/// a peer whose 4 messages no key verified is no longer heard (its further messages are read
+/// and dropped unverified). What remains is libzmq's: one I/O thread reads every connection, so
+/// under a flood new connections (the kernels') wait behind it. Give the context two I/O
+/// threads before its first socket (`ctx.set_io_threads(2)`, as the `jupyter-handshake` tool
+/// does): with 300 flooding connections on 2 cores it halved the flooded launch time (README,
+/// "Security of the drivers").
+///
 /// ```no_run
 /// use jupyter_handshake_zmq::blocking::{LaunchOptions, Launcher};
 /// # fn main() -> Result<(), jupyter_handshake_zmq::LaunchError> {
 /// let ctx = zmq::Context::new();
+/// ctx.set_io_threads(2).expect("a fresh context"); // before its first socket: see "Floods"
 /// let argv: Vec<String> = ["my-kernel", "-f", "{connection_file}"].map(String::from).to_vec();
 /// let mut launcher = Launcher::new(&ctx, &LaunchOptions::default())?;
 /// let launched = launcher.launch_all(&vec![argv; 10], &mut |_, _| {})?;
@@ -839,12 +882,68 @@ pub(crate) fn only(
     Ok(launched)
 }
 
-/// The largest frame the registration socket accepts (`ZMQ_MAXMSGSIZE`): 8 KiB, some ten
-/// times the largest frame of a real handshake request (its header, a few hundred bytes),
-/// and an eighth of the core's 64 KiB handshake limit, so that each forged message costs the
-/// launcher at most 8 KiB to verify per key, and a peer sending a larger frame is disconnected
-/// by libzmq before anything of it reaches the launcher.
-pub(crate) const REGISTRATION_MAX_FRAME: usize = 8 * 1024;
+/// The largest frame the registration socket accepts (`ZMQ_MAXMSGSIZE`, and the registrar's
+/// [`Limits::max_frame_len`]): 2 KiB, some five times the largest frame of a real handshake
+/// request (its header, a few hundred bytes; a whole request is well under 1 KiB). A peer
+/// sending a larger frame is disconnected by libzmq before anything of it reaches the launcher.
+pub(crate) const REGISTRATION_MAX_FRAME: usize = 2 * 1024;
+
+/// The most frames a registration message may have: a REQ's routing id and empty delimiter,
+/// `<IDS|MSG>`, the signature and four parts are 8; twice that leaves room for proxies. With
+/// [`REGISTRATION_MAX_FRAME`] this bounds a whole message (32 KiB) and what one forgery costs
+/// to verify (its four signed parts, 8 KiB per pending key) before any HMAC: the core checks
+/// both before anything else.
+pub(crate) const REGISTRATION_MAX_FRAMES: usize = 16;
+
+/// The registrar's bounds on received messages; see [`REGISTRATION_MAX_FRAME`] and
+/// [`REGISTRATION_MAX_FRAMES`].
+const REGISTRATION_LIMITS: Limits = Limits {
+    max_frame_len: REGISTRATION_MAX_FRAME,
+    max_frames: REGISTRATION_MAX_FRAMES,
+};
+
+/// How many messages no launch's key verified a peer of the registration socket may send before
+/// it is no longer heard: a kernel sends one request per connection (a restarted kernel
+/// connects anew), so a peer past this many is a flooder, and each more message of it costs a
+/// receive and a lookup instead of a verification against every pending key.
+pub(crate) const STRIKES: u32 = 4;
+
+/// How many peers [`Strangers`] remembers; past this the one struck longest ago is forgotten
+/// (and heard again, for [`STRIKES`] more messages). Routing ids are at most 255 bytes, so this
+/// bounds its memory to about 2 MiB, whatever the number of connections.
+pub(crate) const STRANGERS_REMEMBERED: usize = 4096;
+
+/// The peers (routing ids) of the registration socket that sent messages no launch's key
+/// verified, with their number of strikes; a peer with [`STRIKES`] is ignored
+/// ([`Engine::ignores`]). At most [`STRANGERS_REMEMBERED`] of them, oldest forgotten first.
+#[derive(Debug, Default)]
+pub(crate) struct Strangers {
+    strikes: HashMap<Vec<u8>, u32>,
+    /// The peers in `strikes`, first struck first.
+    order: VecDeque<Vec<u8>>,
+}
+
+impl Strangers {
+    /// One more message of `peer` that no launch's key verified.
+    pub(crate) fn strike(&mut self, peer: &[u8]) {
+        if let Some(strikes) = self.strikes.get_mut(peer) {
+            *strikes = strikes.saturating_add(1);
+            return;
+        }
+        if self.order.len() >= STRANGERS_REMEMBERED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.strikes.remove(&oldest);
+            }
+        }
+        self.order.push_back(peer.to_vec());
+        self.strikes.insert(peer.to_vec(), 1);
+    }
+
+    /// Whether `peer` is no longer heard.
+    pub(crate) fn ignored(&self, peer: &[u8]) -> bool {
+        self.strikes.get(peer).is_some_and(|&n| n >= STRIKES)
+    }
+}
 
 /// How many complete messages libzmq queues per peer of the registration socket
 /// (`ZMQ_RCVHWM`; libzmq's default is 1000, which lets a few hundred flooding connections park
@@ -859,8 +958,7 @@ fn bind_registration(
 ) -> Result<(zmq::Socket, u16), Error> {
     let router = socket(ctx, zmq::ROUTER, "registration")?;
     // libzmq disconnects a peer that sends a frame larger than this, before it reaches us.
-    let max = i64::try_from(REGISTRATION_MAX_FRAME.min(Limits::HANDSHAKE.max_frame_len))
-        .unwrap_or(i64::MAX);
+    let max = i64::try_from(REGISTRATION_MAX_FRAME).unwrap_or(i64::MAX);
     router
         .set_maxmsgsize(max)
         .map_err(|source| configure("registration", source))?;
@@ -881,4 +979,103 @@ fn file_dir(options: &LaunchOptions) -> Result<PathBuf, Error> {
         source,
     })?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::temp::TempDir;
+
+    /// One connection sends 50 garbage messages while a launch waits: the registrar sees its
+    /// first [`STRIKES`], the rest are dropped unverified; a second connection is still heard.
+    #[cfg(unix)]
+    #[test]
+    fn a_flooding_peer_is_verified_strikes_times_then_dropped_and_others_are_heard() {
+        let ctx = zmq::Context::new();
+        let dir = TempDir::new();
+        let options = LaunchOptions {
+            dir: Some(dir.0.clone()),
+            stdout: ChildStdio::Null,
+            stderr: ChildStdio::Null,
+            ..LaunchOptions::default()
+        };
+        let mut fleet = Fleet::<zmq::Socket>::new(&ctx, &options).unwrap();
+        let mut quiet = |_: Instant, _: &RegistrarEvent| {};
+        // A launch whose kernel never registers keeps the fleet waiting (and verifying).
+        let launches = fleet.same_dialect(&[vec!["sleep".into(), "60".into()]]);
+        let started = fleet.start(&launches, &mut quiet).unwrap();
+        let endpoint = Transport::Tcp.endpoint("127.0.0.1", fleet.port().unwrap());
+        let flooder = ctx.socket(zmq::DEALER).unwrap();
+        flooder.set_linger(0).unwrap();
+        flooder.connect(&endpoint).unwrap();
+        for _ in 0..50 {
+            flooder
+                .send_multipart([&b"garbage"[..], b"<IDS|MSG>"], 0)
+                .unwrap();
+        }
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while fleet.rejected + fleet.ignored < 50 {
+            assert!(
+                std::time::Instant::now() < until,
+                "the 50 messages never came"
+            );
+            fleet.serve_queued(&mut quiet).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            fleet.rejected,
+            u64::from(STRIKES),
+            "verified until the last strike"
+        );
+        assert_eq!(fleet.ignored, 50 - u64::from(STRIKES));
+        let stranger = ctx.socket(zmq::DEALER).unwrap();
+        stranger.set_linger(0).unwrap();
+        stranger.connect(&endpoint).unwrap();
+        stranger
+            .send_multipart([&b"garbage"[..], b"<IDS|MSG>"], 0)
+            .unwrap();
+        while fleet.rejected == u64::from(STRIKES) {
+            assert!(
+                std::time::Instant::now() < until,
+                "the other peer was not heard"
+            );
+            fleet.serve_queued(&mut quiet).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(fleet.ignored, 50 - u64::from(STRIKES));
+        // Stops the sleeper and removes its file.
+        let _ = fleet.conclude(started, Err(LaunchError::Cancelled));
+        assert_eq!(
+            std::fs::read_dir(&dir.0).unwrap().count(),
+            0,
+            "no file left"
+        );
+    }
+
+    #[test]
+    fn a_stranger_is_ignored_after_its_strikes_and_the_record_stays_bounded() {
+        let mut strangers = Strangers::default();
+        let flooder = [0u8, 0, 0, 0, 7];
+        for _ in 1..STRIKES {
+            strangers.strike(&flooder);
+            assert!(!strangers.ignored(&flooder), "heard until its last strike");
+        }
+        strangers.strike(&flooder);
+        assert!(strangers.ignored(&flooder));
+        assert!(
+            !strangers.ignored(&[0, 0, 0, 0, 8]),
+            "another peer is heard"
+        );
+        // A peer per message (a flooder reconnecting each time) fills the record: it keeps at
+        // most STRANGERS_REMEMBERED peers, forgetting the oldest first.
+        for n in 0..u32::try_from(2 * STRANGERS_REMEMBERED).unwrap() {
+            strangers.strike(&n.to_be_bytes());
+        }
+        assert_eq!(strangers.strikes.len(), STRANGERS_REMEMBERED);
+        assert_eq!(strangers.order.len(), STRANGERS_REMEMBERED);
+        assert!(!strangers.ignored(&flooder), "forgotten: heard again");
+        let last = u32::try_from(2 * STRANGERS_REMEMBERED - 1).unwrap();
+        assert_eq!(strangers.strikes.get(&last.to_be_bytes()[..]), Some(&1));
+        assert_eq!(strangers.strikes.get(&0u32.to_be_bytes()[..]), None);
+    }
 }

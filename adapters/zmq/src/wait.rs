@@ -11,7 +11,9 @@
 //! and it is told what woke it:
 //!
 //! * a message on one of those sockets ([`Engine::received`]), at most [`MAX_BATCH`] per
-//!   wake-up and socket, so a flood cannot keep it from looking at the rest;
+//!   wake-up and socket, so a flood cannot keep it from looking at the rest; a message from a
+//!   peer the engine no longer hears ([`Engine::ignores`]) is dropped unhandled (and counts
+//!   against the same budget: reading a flood faster only makes the flooders send faster);
 //! * the wake-up itself ([`Engine::woke`]), after every wait: it checks its child, its file and
 //!   the time.
 //!
@@ -69,11 +71,21 @@ pub(crate) trait Engine {
 
     /// Called after every wait, whatever ended it: look at the child, the file, the time.
     fn woke(&mut self) -> Result<(), Self::Error>;
+
+    /// Whether a message that arrived on socket `tag` comes from a peer the engine no longer
+    /// hears: it is then dropped without [`received`](Self::received) (default: none is).
+    fn ignores<F: AsRef<[u8]>>(&mut self, _tag: usize, _frames: &[F]) -> bool {
+        false
+    }
 }
 
-/// Hands `engine` the messages already queued on its socket `tag`, up to `batch` of them,
-/// without waiting.
-fn take_queued<E: Engine>(engine: &mut E, tag: usize, batch: usize) -> Result<(), E::Error> {
+/// Hands `engine` the messages already queued on its socket `tag`, up to `batch` of them
+/// (those of peers it ignores dropped instead), without waiting.
+pub(crate) fn take_queued<E: Engine>(
+    engine: &mut E,
+    tag: usize,
+    batch: usize,
+) -> Result<(), E::Error> {
     for _ in 0..batch {
         if engine.done() {
             break;
@@ -84,7 +96,9 @@ fn take_queued<E: Engine>(engine: &mut E, tag: usize, batch: usize) -> Result<()
         let Some(frames) = try_recv(socket.raw(), name)? else {
             break;
         };
-        engine.received(tag, &frames)?;
+        if !engine.ignores(tag, &frames) {
+            engine.received(tag, &frames)?;
+        }
     }
     Ok(())
 }
@@ -157,8 +171,11 @@ where
             }
         };
         if let Some((tag, frames)) = woke {
-            let frames = frames?;
-            engine.received(tag, &crate::asynchronous::as_slices(&frames))?;
+            let received = frames?;
+            let frames = crate::asynchronous::as_slices(&received);
+            if !engine.ignores(tag, &frames) {
+                engine.received(tag, &frames)?;
+            }
             // More may be queued: take them without waiting, up to the batch bound.
             take_queued(engine, tag, MAX_BATCH - 1)?;
         }

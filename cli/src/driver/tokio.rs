@@ -48,6 +48,11 @@ impl Driver {
         Ok(Self { runtime })
     }
 
+    /// The same runtime for `--count` (the registration socket is the driver's own router).
+    pub(crate) fn for_fleet() -> Result<Self, CliError> {
+        Self::new()
+    }
+
     fn handle(&self) -> Handle {
         self.runtime.handle().clone()
     }
@@ -62,7 +67,8 @@ impl Driver {
         let outcome = self.runtime.block_on(async {
             if options.mode == LaunchMode::Classic {
                 // Nothing is decided in a classic launch, so there are no events to observe.
-                return jupyter_handshake_tokio::launch(argv, options).await;
+                let launched = jupyter_handshake_tokio::launch(argv, options).await?;
+                return Ok((launched, None));
             }
             let mut launcher = Launcher::bind(options.clone()).await?;
             // The launch's own events, and the shared socket's drops as its rejections.
@@ -76,11 +82,21 @@ impl Driver {
             let mut results = launcher
                 .launch_many_observed(&[argv.to_vec()], &mut single)
                 .await?;
-            results
+            let launched = results
                 .pop()
-                .unwrap_or(Err(Error::Internal("no outcome for the launch")))
+                .unwrap_or(Err(Error::Internal("no outcome for the launch")))?;
+            Ok((launched, Some(launcher)))
         });
-        outcome.map(|l| launched(l, self.handle())).map_err(failure)
+        outcome
+            .map(|(l, launcher)| {
+                let mut launched = launched(l, self.handle());
+                // The registration socket lives as long as the kernel's handle: its reply to
+                // the kernel may still be queued when the outcome comes (the driver's router
+                // never waits on a send), and closing the socket would drop it.
+                launched.child.launcher = launcher;
+                launched
+            })
+            .map_err(failure)
     }
 
     /// Launches every command through one registration socket and waits until each registered
@@ -376,7 +392,16 @@ impl Drop for Client {
 pub(crate) struct Child {
     inner: jupyter_handshake_tokio::Launched,
     pid: u32,
+    /// A single launch's registration socket (see [`Driver::launch`]).
+    launcher: Option<Launcher>,
     handle: Handle,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _inside = self.handle.enter();
+        self.launcher = None;
+    }
 }
 
 impl Child {
@@ -424,6 +449,7 @@ fn launched(l: jupyter_handshake_tokio::Launched, handle: Handle) -> Launched<Ch
         child: Child {
             pid: l.child.id().unwrap_or(0),
             inner: l,
+            launcher: None,
             handle,
         },
     }

@@ -23,6 +23,9 @@ use crate::serve::{Channel, Flow, Kernel, WATCH_EVERY, log};
 /// idle` to leave, short enough that a vanished client never keeps the process alive.
 const EXIT_LINGER_MS: i32 = 1000;
 
+/// The I/O threads of `--count`'s context; see the zmq driver's `Launcher` docs on floods.
+const REGISTRATION_IO_THREADS: i32 = 2;
+
 /// The libzmq context every socket of the tool lives in.
 pub(crate) struct Driver {
     ctx: zmq::Context,
@@ -34,6 +37,16 @@ impl Driver {
         Ok(Self {
             ctx: zmq::Context::new(),
         })
+    }
+
+    /// A context for `--count`, with two I/O threads (libzmq's default is one): a flood of the
+    /// registration socket keeps one busy, and new connections (the kernels') wait behind it
+    /// (README, "Security of the drivers"). Set before the first socket, or it has no effect;
+    /// a failure keeps one.
+    pub(crate) fn for_fleet() -> Result<Self, CliError> {
+        let ctx = zmq::Context::new();
+        let _ = ctx.set_io_threads(REGISTRATION_IO_THREADS);
+        Ok(Self { ctx })
     }
 
     /// Launches one kernel (any mode) and waits until it registered or failed.

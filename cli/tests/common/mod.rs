@@ -236,6 +236,28 @@ pub fn write_private(path: &Path, bytes: &[u8]) {
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
 
+/// A launcher that never replies: a ROUTER bound on a loopback port, and a registration file
+/// `dir/registration.json` (signed with `key`) pointing a kernel at it. Returns the context,
+/// the socket (to take the kernel's request from) and the file.
+pub fn silent_registration(dir: &Path, key: &str) -> (zmq::Context, zmq::Socket, PathBuf) {
+    let ctx = zmq::Context::new();
+    let router = ctx.socket(zmq::ROUTER).unwrap();
+    router.set_linger(0).unwrap();
+    router.bind("tcp://127.0.0.1:0").unwrap();
+    let endpoint = router.get_last_endpoint().unwrap().unwrap();
+    let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let file = dir.join("registration.json");
+    let registration = serde_json::json!({
+        "transport": "tcp",
+        "ip": "127.0.0.1",
+        "signature_scheme": "hmac-sha256",
+        "key": key,
+        "registration_port": port,
+    });
+    write_private(&file, registration.to_string().as_bytes());
+    (ctx, router, file)
+}
+
 /// What a finished process printed, and how it ended.
 #[derive(Debug)]
 pub struct Finished {
