@@ -277,12 +277,32 @@ impl Router {
 }
 
 impl Drop for Router {
-    /// Stops accepting, disconnects every peer, removes the ipc socket file.
+    /// Stops accepting, closes every peer's write queue, removes the ipc socket file.
+    ///
+    /// A connection first writes the replies already queued for it, then ends (its queue reads
+    /// as closed): the reply to a single launch's kernel is typically still queued when that
+    /// launch returns and drops its launcher, and aborting at once lost it (the kernel then
+    /// timed out waiting). Each write is bounded by [`WRITE_TIMEOUT`], and a connection still
+    /// running that long after the drop is aborted. Outside a tokio runtime every connection is
+    /// aborted at once.
     fn drop(&mut self) {
         self.accept.abort();
-        let peers: Vec<Peer> = self.shared.peers().map.drain().map(|(_, p)| p).collect();
-        for peer in peers {
-            peer.task.abort();
+        // Dropping each `Peer` drops its queue's sender.
+        let tasks: Vec<AbortHandle> = self
+            .shared
+            .peers()
+            .map
+            .drain()
+            .map(|(_, peer)| peer.task)
+            .collect();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    tokio::time::sleep(WRITE_TIMEOUT).await;
+                    tasks.iter().for_each(AbortHandle::abort);
+                });
+            }
+            Err(_) => tasks.iter().for_each(AbortHandle::abort),
         }
         if let Some(path) = &self.ipc_file {
             let _ = std::fs::remove_file(path);
