@@ -117,6 +117,16 @@ impl Thief {
                         else {
                             continue;
                         };
+                        // Two classic launches at once may be handed the same free port by
+                        // the OS (each closes its listeners before the other picks): a port
+                        // the thief holds already is stolen for this file too.
+                        let held_already = held
+                            .iter()
+                            .any(|l: &TcpListener| l.local_addr().is_ok_and(|a| a.port() == port));
+                        if held_already {
+                            sighting.stolen.push(port);
+                            continue;
+                        }
                         match TcpListener::bind(("127.0.0.1", port)) {
                             Ok(listener) => {
                                 held.push(listener);
