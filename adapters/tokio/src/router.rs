@@ -49,6 +49,9 @@
 //!
 //! [`Launcher`]: crate::Launcher
 
+#[cfg(unix)]
+use jupyter_handshake_host::files::IpcClaim;
+use jupyter_handshake_host::files::IpcFile;
 use jupyter_handshake_host::quote;
 use std::collections::HashMap;
 use std::io;
@@ -145,7 +148,7 @@ pub(crate) struct Router {
     shared: Arc<Shared>,
     accept: JoinHandle<()>,
     /// The ipc socket file, removed with the router.
-    ipc_file: Option<std::path::PathBuf>,
+    _ipc_file: Option<IpcFile>,
 }
 
 #[derive(Debug, Default)]
@@ -239,7 +242,7 @@ impl Router {
             Self {
                 shared,
                 accept,
-                ipc_file,
+                _ipc_file: ipc_file,
             },
             rx,
             port,
@@ -304,16 +307,10 @@ impl Drop for Router {
             }
             Err(_) => tasks.iter().for_each(AbortHandle::abort),
         }
-        if let Some(path) = &self.ipc_file {
-            let _ = std::fs::remove_file(path);
-        }
     }
 }
 
-async fn listen(
-    transport: Transport,
-    ip: &str,
-) -> Result<(Listener, u16, Option<std::path::PathBuf>), Error> {
+async fn listen(transport: Transport, ip: &str) -> Result<(Listener, u16, Option<IpcFile>), Error> {
     let fail = |source| Error::Io {
         action: "bind",
         socket: "registration",
@@ -332,8 +329,8 @@ async fn listen(
         }
         #[cfg(unix)]
         Transport::Ipc => {
-            let (listener, port, path) = listen_ipc(ip)?;
-            Ok((Listener::Unix(listener), port, Some(path)))
+            let (listener, port, file) = listen_ipc(ip)?;
+            Ok((Listener::Unix(listener), port, file))
         }
         #[cfg(not(unix))]
         Transport::Ipc => Err(Error::Endpoint {
@@ -343,73 +340,37 @@ async fn listen(
     }
 }
 
-/// How many random ipc numbers a bind tries before giving up.
+/// How many claimed ipc paths a bind tries before giving up (a path is only taken between the
+/// claim and the bind by a process that does not claim: not ours).
 #[cfg(unix)]
-const IPC_TRIES: usize = 256;
+const IPC_BIND_TRIES: usize = 16;
 
-/// Binds `{ip}-{N}` for a random `N`: `{ip}-{N}.lock` is created exclusively first (so no
-/// other process of ours binds `N` meanwhile, whatever it binds with), an existing `{ip}-{N}`
-/// is never replaced (another `N` is drawn; `bind(2)` of an existing path fails anyway), then
-/// the lock is removed.
+/// Binds `{ip}-{N}` for a random `N` claimed with the host crate's [`IpcClaim`] (an `O_EXCL`
+/// lock file, an existing socket file never replaced), and returns the listener, `N`, and the
+/// socket file to remove with the socket.
 #[cfg(unix)]
-fn listen_ipc(ip: &str) -> Result<(tokio::net::UnixListener, u16, std::path::PathBuf), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    for _ in 0..IPC_TRIES {
-        let port = random_ipc_number()?;
-        let path = std::path::PathBuf::from(format!("{ip}-{port}"));
-        let lock = format!("{ip}-{port}.lock");
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true).mode(0o600);
-        match options.open(&lock) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(source) => {
-                return Err(Error::Io {
-                    action: "create the lock file of",
-                    socket: "registration",
-                    endpoint: Some(quote(&Transport::Ipc.endpoint(ip, port))),
-                    source,
-                });
-            }
-        }
-        let bound = if std::fs::symlink_metadata(&path).is_ok() {
-            None
-        } else {
-            Some(tokio::net::UnixListener::bind(&path))
-        };
-        let _ = std::fs::remove_file(&lock);
-        match bound {
-            None => {}
-            Some(Err(e)) if e.kind() == io::ErrorKind::AddrInUse => {}
-            Some(Err(source)) => {
-                return Err(Error::Io {
-                    action: "bind",
-                    socket: "registration",
-                    endpoint: Some(quote(&Transport::Ipc.endpoint(ip, port))),
-                    source,
-                });
-            }
-            Some(Ok(listener)) => return Ok((listener, port, path)),
+fn listen_ipc(ip: &str) -> Result<(tokio::net::UnixListener, u16, Option<IpcFile>), Error> {
+    let fail = |action, port, source| Error::Io {
+        action,
+        socket: "registration",
+        endpoint: Some(quote(&Transport::Ipc.endpoint(ip, port))),
+        source,
+    };
+    for _ in 0..IPC_BIND_TRIES {
+        let claim = IpcClaim::new(ip).map_err(|e| fail("claim a path for", 0, e))?;
+        let port = claim.number();
+        match tokio::net::UnixListener::bind(format!("{ip}-{port}")) {
+            // The claim's lock goes once the path is bound: whoever claims `port` later sees
+            // the socket file.
+            Ok(listener) => return Ok((listener, port, IpcFile::of(Transport::Ipc, ip, port))),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
+            Err(e) => return Err(fail("bind", port, e)),
         }
     }
     Err(Error::Endpoint {
         endpoint: quote(&Transport::Ipc.endpoint(ip, 0)),
-        reason: "no free ipc number found in 256 random tries",
+        reason: "every claimed ipc path was taken before it could be bound",
     })
-}
-
-/// A random ipc number in 1..=65535, from the OS's secure generator.
-#[cfg(unix)]
-fn random_ipc_number() -> Result<u16, Error> {
-    loop {
-        let hex = jupyter_handshake_host::files::random_hex(2)
-            .map_err(|_| Error::Internal("no random bytes from the OS"))?;
-        match u16::from_str_radix(&hex, 16) {
-            Ok(0) => {}
-            Ok(n) => return Ok(n),
-            Err(_) => return Err(Error::Internal("random_hex gave no hex")),
-        }
-    }
 }
 
 async fn accept_loop(listener: Listener, shared: Arc<Shared>, tx: mpsc::Sender<Incoming>) {
