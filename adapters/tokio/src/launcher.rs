@@ -202,6 +202,8 @@ pub struct Launcher {
     dir: PathBuf,
     session_id: String,
     members: Vec<Member>,
+    /// Messages the core rejected so far (each a strike against its connection).
+    rejected: u64,
 }
 
 impl std::fmt::Debug for Launcher {
@@ -324,6 +326,7 @@ impl Launcher {
             dir,
             session_id,
             members: Vec::new(),
+            rejected: 0,
         })
     }
 
@@ -506,10 +509,19 @@ impl Launcher {
         observer: &mut (dyn FnMut(Instant, &RegistrarEvent) + Send),
     ) -> Result<(), Error> {
         let now = self.clock.now();
+        let rejected = self.rejected;
         self.registrar.receive(now, &message.frames);
+        let peer = message.frames.first().cloned();
         // Its place in its peer's queue is free again.
         drop(message);
-        self.drain(observer).await
+        let drained = self.drain(observer).await;
+        // A message no key verified is a strike against its connection (see `router::STRIKES`).
+        if self.rejected != rejected {
+            if let Some(peer) = peer {
+                self.router.strike(&peer);
+            }
+        }
+        drained
     }
 
     /// Reports every pending kernel's file change and exit, then the time; cleans up the
@@ -623,6 +635,15 @@ impl Launcher {
                 Output::Event(event) => {
                     let now = self.clock.now();
                     observer(now, &event);
+                    // Rejected by the registrar, or by the one launch it was tried against.
+                    if let RegistrarEvent::Rejected(_)
+                    | RegistrarEvent::Launch {
+                        event: LauncherEvent::Rejected(_),
+                        ..
+                    } = event
+                    {
+                        self.rejected += 1;
+                    }
                     if let RegistrarEvent::Launch { launch, event } = event {
                         if let Some(m) = self.members.iter_mut().find(|m| m.id == launch) {
                             match event {

@@ -27,6 +27,7 @@
 //! | [`WRITE_QUEUE`] | 4 | replies queued for a peer; one more and the peer is dropped |
 //! | [`WRITE_TIMEOUT`] | 1 s | one write to a peer that does not read |
 //! | [`MAX_CONNECTIONS`] | 1024 | connections at once (then the longest idle one goes, if idle ≥ [`IDLE_EVICT`]; else the new one) |
+//! | [`STRIKES`] | 4 | messages of one connection the core rejected (no key verified them); then it is disconnected |
 //! | [`INCOMING`] | 256 | messages of all peers waiting for the launcher |
 //!
 //! A peer that breaks a bound is disconnected at once, and what it sent is not kept: a frame is
@@ -117,6 +118,13 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// How long an established connection must have been idle to be evicted at the cap.
 pub const IDLE_EVICT: Duration = Duration::from_secs(1);
 
+/// How many of its messages the core may reject (no pending launch's key verified them) before
+/// a connection is closed: a kernel sends one request per connection (a restarted kernel
+/// connects anew), so a connection past this many is a flooder, and each more message of it
+/// would cost a verification against every pending key. Routing ids never repeat, so a
+/// flooder that reconnects gets this many again, for the price of a new connection.
+pub const STRIKES: u32 = 4;
+
 /// Messages of all peers waiting for the launcher.
 pub const INCOMING: usize = 256;
 
@@ -170,6 +178,8 @@ struct Peer {
     established: bool,
     /// The accept, the end of its handshake, or its last message.
     last_active: Instant,
+    /// Its messages the core rejected ([`Router::strike`]).
+    strikes: u32,
 }
 
 impl Shared {
@@ -276,6 +286,27 @@ impl Router {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+}
+
+impl Router {
+    /// Counts one more message of the peer whose routing id is `routing_id` that the core
+    /// rejected, and disconnects the peer at its [`STRIKES`]th. Returns whether it was.
+    pub(crate) fn strike(&self, routing_id: &[u8]) -> bool {
+        let Some(id) = parse_routing_id(routing_id) else {
+            return false;
+        };
+        let struck_out = match self.shared.peers().map.get_mut(&id) {
+            Some(peer) => {
+                peer.strikes += 1;
+                peer.strikes >= STRIKES
+            }
+            None => false,
+        };
+        if struck_out {
+            self.shared.drop_peer(id);
+        }
+        struck_out
     }
 }
 
@@ -446,6 +477,7 @@ fn admit(stream: Stream, shared: &Arc<Shared>, tx: &mpsc::Sender<Incoming>) {
             task: task.abort_handle(),
             established: false,
             last_active: now,
+            strikes: 0,
         },
     );
     drop(peers);

@@ -16,7 +16,9 @@ use std::time::Duration;
 use common::{TempDir, WAIT, options, round_trip, tokio_kernel_argv};
 use jupyter_handshake::{Dialect, Transport};
 use jupyter_handshake_tokio::Launcher;
-use jupyter_handshake_tokio::router::{IDLE_EVICT, MAX_CONNECTIONS, MAX_FRAME, MAX_MESSAGE};
+use jupyter_handshake_tokio::router::{
+    IDLE_EVICT, MAX_CONNECTIONS, MAX_FRAME, MAX_MESSAGE, STRIKES,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -285,21 +287,58 @@ async fn more_connections_than_the_cap_are_closed_and_a_kernel_still_registers()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooder_that_never_reads_does_not_delay_the_launch() {
     // Forged messages as fast as the socket takes them, nothing ever read (not even our
-    // greeting). The launcher stops reading it when its queue is full, never buffers more.
-    let still_open = during_a_launch("never-reads", |port| async move {
+    // greeting). The launcher stops reading it when its queue is full, never buffers more, and
+    // closes it at its STRIKES-th rejected message.
+    let closed = during_a_launch("never-reads", |port| async move {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         s.write_all(&greeting()).await.unwrap();
         s.write_all(&ready()).await.unwrap();
         let forged = message(&[b"", b"<IDS|MSG>", b"00", b"{}", b"{}", b"{}", b"{}"]);
-        for _ in 0..2000 {
+        for _ in 0..100_000 {
             if s.write_all(&forged).await.is_err() {
-                return false;
+                return true;
             }
         }
-        true
+        false
     })
     .await;
-    assert!(still_open, "a peer within the bounds is not disconnected");
+    assert!(closed, "a forging flooder is disconnected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_closed_at_its_strikes_th_rejected_message_and_not_before() {
+    // A launch that stays pending (its kernel never registers), so the launcher keeps reading.
+    let dir = TempDir::new("strikes");
+    let mut launcher = Launcher::bind(options(&dir, Dialect::Posit)).await.unwrap();
+    let port = launcher.port();
+    let pending = tokio::spawn(async move {
+        let _ = launcher.launch(&["sleep".into(), "60".into()]).await;
+    });
+    launch_pending(dir.path()).await;
+    let mut s = handshake(port).await;
+    let forged = message(&[b"", b"<IDS|MSG>", b"00", b"{}", b"{}", b"{}", b"{}"]);
+    for _ in 1..STRIKES {
+        s.write_all(&forged).await.unwrap();
+    }
+    // Still open after STRIKES - 1 rejections: nothing to read, no close.
+    let mut byte = [0u8; 1];
+    let before = tokio::time::timeout(Duration::from_millis(500), s.read(&mut byte)).await;
+    assert!(before.is_err(), "open until the last strike: {before:?}");
+    s.write_all(&forged).await.unwrap();
+    assert_eq!(
+        closed_by_launcher(&mut s).await,
+        Ok(0),
+        "closed at the last strike, nothing sent to it"
+    );
+    // A new connection is heard again.
+    let mut again = handshake(port).await;
+    again.write_all(&forged).await.unwrap();
+    let open = tokio::time::timeout(Duration::from_millis(500), again.read(&mut byte)).await;
+    assert!(
+        open.is_err(),
+        "a new connection starts with no strike: {open:?}"
+    );
+    pending.abort();
 }
 
 async fn launch_on(transport: Transport, ip: &str, label: &str) {
