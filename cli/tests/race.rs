@@ -38,26 +38,25 @@ fn launch_many(n: usize, runtime: &Path, extra: &[&str], argv: &[String]) -> Vec
 }
 
 /// 32 launches of our kernel at once through the handshake, sharing one runtime dir: every one
-/// registers and answers `kernel_info`, and the 32 kernels hold 160 distinct ports (each bound
-/// its own on port 0; nobody picked a port for anybody).
+/// registers and answers `kernel_info`, each kernel on five distinct ports it bound itself on
+/// port 0 (nobody picked a port for anybody).
+///
+/// Ports are not compared across kernels: each launch shuts its kernel down once checked, and
+/// the OS may hand a port a finished kernel released to a kernel that starts later (seen on the
+/// tokio build, whose kernels come and go at other times). Two live kernels cannot share one:
+/// each reports the ports it holds bound.
 #[test]
 fn thirty_two_simultaneous_handshake_launches_all_succeed() {
     let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let runtime = TempDir::new("many");
     let results = launch_many(CONCURRENT, runtime.path(), &[], &our_kernel_argv());
-    let mut ports = HashSet::new();
     for out in &results {
         let report = successful_launch(out, "handshake");
         assert_eq!(report["kernel_info"]["implementation"], "jupyter-handshake");
-        for port in ports_of(&report["connection"]) {
-            assert!(
-                ports.insert(port),
-                "port {port} was reported by two kernels\n{}",
-                out.describe()
-            );
-        }
+        let ports: HashSet<u16> = ports_of(&report["connection"]).into_iter().collect();
+        assert_eq!(ports.len(), 5, "five distinct ports\n{}", out.describe());
     }
-    assert_eq!(ports.len(), CONCURRENT * 5);
+    assert_eq!(results.len(), CONCURRENT);
 }
 
 /// What the thief saw in one file, and what it managed to take.
