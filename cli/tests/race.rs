@@ -56,7 +56,6 @@ fn thirty_two_simultaneous_handshake_launches_all_succeed() {
         let ports: HashSet<u16> = ports_of(&report["connection"]).into_iter().collect();
         assert_eq!(ports.len(), 5, "five distinct ports\n{}", out.describe());
     }
-    assert_eq!(results.len(), CONCURRENT);
 }
 
 /// What the thief saw in one file, and what it managed to take.
