@@ -107,9 +107,9 @@ else sleep 300; fi"#;
         .stdout
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).expect("JSON lines"))
-        .find(|r| r["index"] == 0)
-        .unwrap_or_else(|| panic!("no report of kernel 0\n{}", out.describe()));
-    assert_eq!(report["kernel_info"]["status"], "ok", "{}", out.describe());
+        // Whichever copy won the claim (the launches start in either order) is the one reported.
+        .find(|r| r["kernel_info"]["status"] == "ok")
+        .unwrap_or_else(|| panic!("no report of the kernel that claimed\n{}", out.describe()));
     assert!(
         out.stderr.contains("jupyter-handshake-trace "),
         "the kernel's trace was on\n{}",
