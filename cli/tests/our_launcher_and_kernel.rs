@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    TempDir, contains_ignore_case, launch_command, our_kernel_argv, ports_of, python_script,
-    python_str, run, successful_launch, tool,
+    TempDir, classic_launch, contains_ignore_case, launch_command, our_kernel_argv, ports_of,
+    python_script, python_str, run, successful_launch, tool,
 };
 use jupyter_handshake::{Evidence, Key, SignatureScheme, Signer};
 use jupyter_handshake_zmq::blocking::{ChildStdio, Client, LaunchOptions, launch};
@@ -51,11 +51,7 @@ fn handshake_launch_of_our_kernel() {
 #[test]
 fn classic_launch_of_our_kernel() {
     let runtime = TempDir::new("rt");
-    let out = run(launch_command(
-        runtime.path(),
-        &["--mode", "classic"],
-        &our_kernel_argv(),
-    ));
+    let out = classic_launch(runtime.path(), &our_kernel_argv());
     let report = successful_launch(&out, "classic");
     assert_eq!(report["kernel_info"]["implementation"], "jupyter-handshake");
     assert_eq!(leftover_files(&runtime), Vec::<String>::new());

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    TempDir, binary_str, launch_command, our_kernel_argv, path_string, ports_of, python_script,
-    python_str, run, successful_launch, tool,
+    TempDir, binary_str, classic_launch, launch_command, our_kernel_argv, path_string, ports_of,
+    python_script, python_str, run, run_classic, successful_launch, tool,
 };
 use serde_json::Value;
 
@@ -43,14 +43,17 @@ fn kernel_manager_runs_our_kernel_from_its_kernelspec() {
         installed.describe()
     );
 
-    let mut script = std::process::Command::new(common::python());
-    script
-        .arg(python_script("kernel_manager_roundtrip.py"))
-        .arg(&name)
-        .arg("hello from jupyter_client")
-        .env("JUPYTER_PATH", jupyter.path())
-        .env("JUPYTER_RUNTIME_DIR", jupyter.join("runtime"));
-    let out = run(script);
+    // jupyter_client picks the ports: a classic launch.
+    let out = run_classic(|| {
+        let mut script = std::process::Command::new(common::python());
+        script
+            .arg(python_script("kernel_manager_roundtrip.py"))
+            .arg(&name)
+            .arg("hello from jupyter_client")
+            .env("JUPYTER_PATH", jupyter.path())
+            .env("JUPYTER_RUNTIME_DIR", jupyter.join("runtime"));
+        script
+    });
     out.assert_success();
     let result = out.json_line();
     let why = out.describe();
@@ -137,11 +140,7 @@ fn stock_ipykernel_registers_through_the_file_rewrite() {
 #[test]
 fn stock_ipykernel_classic_launch() {
     let runtime = TempDir::new("rt");
-    let out = run(launch_command(
-        runtime.path(),
-        &["--mode", "classic"],
-        &ipykernel_argv(),
-    ));
+    let out = classic_launch(runtime.path(), &ipykernel_argv());
     let report = successful_launch(&out, "classic");
     assert_eq!(report["kernel_info"]["implementation"], "ipython");
 }

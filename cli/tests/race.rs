@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::{
-    Finished, PORT_NAMES, TempDir, contains_ignore_case, launch_command, our_kernel_argv, ports_of,
-    run, successful_launch,
+    Finished, PORT_NAMES, TempDir, classic_launch, contains_ignore_case, launch_command,
+    our_kernel_argv, ports_of, run, successful_launch,
 };
 use serde_json::Value;
 
@@ -172,13 +172,10 @@ fn port_thief_breaks_classic_launches_but_not_handshake_launches() {
     let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     // Control: without a thief, the slow kernel launches fine the classic way. Classic launches
     // are racy by nature (the subject of this test): anything on the machine may take a picked
-    // port in the half second before the kernel binds it, so the control gets up to four
-    // tries, and must succeed once.
+    // port in the half second before the kernel binds it, so the control is tried again when
+    // that happens (`classic_launch`).
     let quiet = TempDir::new("quiet");
-    let control = (0..3)
-        .map(|_| run(launch_command(quiet.path(), &["--mode", "classic"], &argv)))
-        .find(|out| out.status.success())
-        .unwrap_or_else(|| run(launch_command(quiet.path(), &["--mode", "classic"], &argv)));
+    let control = classic_launch(quiet.path(), &argv);
     successful_launch(&control, "classic");
 
     let runtime = TempDir::new("thief");

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{TempDir, our_kernel_argv, python_script, python_str, run};
+use common::{TempDir, our_kernel_argv, python_script, python_str, run, run_classic};
 use common::{WAIT, example, options, round_trip, tokio_kernel, tokio_kernel_argv};
 use jupyter_handshake::{Dialect, Evidence};
 use jupyter_handshake_tokio::{Launcher, launch};
@@ -127,14 +127,16 @@ fn kernel_manager_runs_the_tokio_kernel_from_its_kernelspec() {
         "interrupt_mode": "message",
     });
     std::fs::write(spec_dir.join("kernel.json"), spec.to_string()).unwrap();
-    let mut script = std::process::Command::new(python_str());
-    script
-        .arg(python_script("kernel_manager_roundtrip.py"))
-        .arg(&name)
-        .arg("hello from jupyter_client")
-        .env("JUPYTER_PATH", jupyter.path())
-        .env("JUPYTER_RUNTIME_DIR", jupyter.join("runtime"));
-    let out = run(script);
+    let out = run_classic(|| {
+        let mut script = std::process::Command::new(python_str());
+        script
+            .arg(python_script("kernel_manager_roundtrip.py"))
+            .arg(&name)
+            .arg("hello from jupyter_client")
+            .env("JUPYTER_PATH", jupyter.path())
+            .env("JUPYTER_RUNTIME_DIR", jupyter.join("runtime"));
+        script
+    });
     out.assert_success();
     let result = out.json_line();
     assert_eq!(

@@ -546,6 +546,34 @@ pub fn launch_command(runtime: &Path, extra: &[&str], argv: &[String]) -> Comman
     command
 }
 
+/// How many times [`classic_launch`] and [`run_classic`] try.
+pub const CLASSIC_TRIES: usize = 3;
+
+/// `launch --json --mode classic -- argv…` in `runtime`, through [`run_classic`].
+pub fn classic_launch(runtime: &Path, argv: &[String]) -> Finished {
+    run_classic(|| launch_command(runtime, &["--mode", "classic"], argv))
+}
+
+/// Runs the command `make` builds, a classic launch of some kind, and runs it again (at most
+/// [`CLASSIC_TRIES`] times in all) only when it failed because the kernel could not bind a port
+/// picked for it ("Address already in use").
+///
+/// That is the race this project removes and classic mode keeps by design: the launcher picks
+/// five free ports and releases them, and the kernel binds them a moment later. Tests run in
+/// parallel, each starting kernels on port 0, so one of them can be handed such a port first;
+/// CI has seen it. Any other failure is returned at once.
+pub fn run_classic(make: impl Fn() -> Command) -> Finished {
+    let mut tries = 1;
+    loop {
+        let out = run(make());
+        let raced = !out.status.success() && out.stderr.contains("Address already in use");
+        if !raced || tries == CLASSIC_TRIES {
+            return out;
+        }
+        tries += 1;
+    }
+}
+
 /// Whether `text` contains `needle`, ignoring ASCII case.
 pub fn contains_ignore_case(text: &str, needle: &str) -> bool {
     text.to_ascii_lowercase()

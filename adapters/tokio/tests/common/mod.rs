@@ -96,6 +96,55 @@ pub async fn round_trip(mut launched: Launched, code: &str) -> serde_json::Value
     info
 }
 
+/// How many times a test tries a classic launch before it fails.
+///
+/// A classic kernel binds ports the launcher picked and released a moment earlier; a kernel
+/// of a test running in parallel can be handed one of them first, and the classic kernel dies
+/// with "Address already in use". That is the race this project removes, which classic mode
+/// keeps by design, so a classic test retries exactly that (a kernel that exits before it
+/// answers), and nothing else.
+pub const CLASSIC_TRIES: usize = 3;
+
+/// Whether a launched kernel answers `kernel_info` (`true`) or exits first (`false`: see
+/// [`CLASSIC_TRIES`]); one that does neither within [`WAIT`] fails the test.
+pub async fn answers_or_exits(launched: &mut Launched) -> bool {
+    let mut client = Client::connect(&launched.connection)
+        .await
+        .expect("client connects");
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < WAIT {
+        match client.wait_for_ready(Duration::from_secs(1)).await {
+            Ok(_) => return true,
+            Err(jupyter_handshake_tokio::Error::Timeout { .. }) => {}
+            Err(e) => panic!("waiting for kernel_info: {e}"),
+        }
+        if let Some(status) = launched.child.try_wait().expect("try_wait") {
+            assert!(
+                !status.success(),
+                "a kernel that exits before it answers failed"
+            );
+            return false;
+        }
+    }
+    panic!("the kernel neither answered nor exited within {WAIT:?}");
+}
+
+/// Runs the command `make` builds, a classic launch of some kind (jupyter_client's
+/// `KernelManager` picking the ports), and runs it again (at most [`CLASSIC_TRIES`] times in
+/// all) only when it failed because the kernel could not bind a picked port ("Address already
+/// in use"; see [`CLASSIC_TRIES`]). Any other failure is returned at once.
+pub fn run_classic(make: impl Fn() -> Command) -> Finished {
+    let mut tries = 1;
+    loop {
+        let out = run(make());
+        let raced = !out.status.success() && out.stderr.contains("Address already in use");
+        if !raced || tries == CLASSIC_TRIES {
+            return out;
+        }
+        tries += 1;
+    }
+}
+
 /// The workspace root (`adapters/tokio/../..`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

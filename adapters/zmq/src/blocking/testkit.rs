@@ -2,6 +2,7 @@
 //! test binary runs as a child process (so `launch` and `start_kernel` meet end to end).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jupyter_handshake::message::Header;
@@ -97,6 +98,71 @@ pub(crate) fn options(dir: &crate::temp::TempDir) -> crate::launch::LaunchOption
         stdout: crate::launch::ChildStdio::Stderr,
         ..crate::launch::LaunchOptions::default()
     }
+}
+
+/// How many times a test tries a classic launch before it fails.
+///
+/// A classic kernel binds ports the launcher picked and released a moment earlier. In a test
+/// binary that starts hundreds of kernels in parallel, one of them can be handed such a port
+/// first, and the classic kernel dies with "Address already in use": the race this project
+/// exists to remove, which classic mode keeps by design (CI saw it once). A classic test
+/// retries exactly that, a kernel that exited before it answered, and nothing else.
+pub(crate) const CLASSIC_TRIES: usize = 3;
+
+/// How long [`answers_or_races`] waits for a kernel that neither answers nor exits.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether a launched kernel answers `kernel_info` (`true`) or loses the classic race first
+/// (`false`, see [`CLASSIC_TRIES`]): it exits, or `raced()` says so. (Stock ipykernel does not
+/// exit when a bind fails: it prints "Address already in use" and hangs, so its test reads
+/// its stderr.) A kernel that does neither within 30 s fails the test.
+pub(crate) fn answers_or_races(
+    ctx: &zmq::Context,
+    launched: &mut crate::launch::Launched,
+    raced: &dyn Fn() -> bool,
+) -> bool {
+    let mut client = super::Client::connect(ctx, &launched.connection).unwrap();
+    let started = std::time::Instant::now();
+    while started.elapsed() < READY_TIMEOUT {
+        match client.wait_for_ready(Duration::from_secs(1)) {
+            Ok(_) => return true,
+            Err(crate::error::Error::Timeout { .. }) => {}
+            Err(e) => panic!("waiting for kernel_info: {e}"),
+        }
+        if let Some(status) = launched.child.try_wait().unwrap() {
+            assert!(
+                !status.success(),
+                "a kernel that exits before it answers failed"
+            );
+            return false;
+        }
+        if raced() {
+            return false;
+        }
+    }
+    panic!("the kernel neither answered nor exited within {READY_TIMEOUT:?}");
+}
+
+/// Everything a child writes on the pipe `from`, collected by a thread as it comes.
+pub(crate) fn collect(mut from: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
+            sink.push_str(&String::from_utf8_lossy(&buf[..n]));
+            // Bounded: only the tail matters.
+            if sink.len() > 64 * 1024 {
+                let cut = sink.len() - 32 * 1024;
+                let cut = (cut..sink.len())
+                    .find(|&i| sink.is_char_boundary(i))
+                    .unwrap_or(0);
+                sink.drain(..cut);
+            }
+        }
+    });
+    text
 }
 
 /// Kills the kernel when a test ends early (a failed assertion), so none is left behind.
