@@ -20,7 +20,7 @@ use zeromq::{DealerSocket, Socket, SubSocket, ZmqMessage};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::files::new_session_id;
-use crate::sockets::{connect, recv, send};
+use crate::sockets::{connect, recv, send_until};
 
 /// How often `wait_for_ready` repeats its `kernel_info_request` while IOPub stays silent (a SUB
 /// misses what was published before its subscription arrived).
@@ -113,12 +113,29 @@ impl Client {
     }
 
     /// Sends a signed `msg_type` request with `content` on `channel`; returns its `msg_id`.
+    ///
+    /// The send itself waits at most one second (a kernel that stops reading fills its
+    /// queue); the requests below give their sends the whole of their own timeout.
     pub async fn send(
         &mut self,
         channel: Channel,
         msg_type: &str,
         content: &Value,
     ) -> Result<String, Error> {
+        let end = TokioInstant::now() + crate::sockets::SEND_TIMEOUT;
+        self.send_until(channel, msg_type, content, end).await
+    }
+
+    /// [`send`](Self::send), waiting until `end` for the message to go out. A send still
+    /// pending at `end` is a [`Error::Timeout`] like any other wait of the request.
+    async fn send_until(
+        &mut self,
+        channel: Channel,
+        msg_type: &str,
+        content: &Value,
+        end: TokioInstant,
+    ) -> Result<String, Error> {
+        let started = TokioInstant::now();
         let content = serde_json::to_vec(content).unwrap_or_else(|_| b"{}".to_vec());
         let no_identities: [&[u8]; 0] = [];
         let (header, frames) = self.session.message(
@@ -133,15 +150,19 @@ impl Client {
             Channel::Shell => (&mut self.shell, "shell"),
             Channel::Control => (&mut self.control, "control"),
         };
-        if !send(socket, frames).await {
-            return Err(Error::Socket {
-                action: "send on",
-                socket: name,
-                endpoint: None,
-                source: zeromq::ZmqError::Other("the message could not be delivered in time"),
-            });
+        if send_until(socket, frames, end).await {
+            return Ok(header.msg_id);
         }
-        Ok(header.msg_id)
+        if TokioInstant::now() >= end {
+            let waiting_for = format!("{msg_type} to be sent on {name}");
+            return Err(self.timeout(&waiting_for, end - started));
+        }
+        Err(Error::Socket {
+            action: "send on",
+            socket: name,
+            endpoint: None,
+            source: zeromq::ZmqError::Other("the message could not be delivered"),
+        })
     }
 
     /// Sends `kernel_info_request`s until a reply arrives and IOPub has delivered a message
@@ -152,7 +173,7 @@ impl Client {
         let (mut reply, mut iopub_live) = (None, false);
         while reply.is_none() || !iopub_live {
             requests.push(
-                self.send(Channel::Shell, "kernel_info_request", &json!({}))
+                self.send_until(Channel::Shell, "kernel_info_request", &json!({}), end)
                     .await?,
             );
             let nudge = (TokioInstant::now() + NUDGE).min(end);
@@ -193,10 +214,10 @@ impl Client {
             "code": code, "silent": false, "store_history": true,
             "user_expressions": {}, "allow_stdin": false, "stop_on_error": true,
         });
-        let msg_id = self
-            .send(Channel::Shell, "execute_request", &content)
-            .await?;
         let end = TokioInstant::now() + timeout;
+        let msg_id = self
+            .send_until(Channel::Shell, "execute_request", &content, end)
+            .await?;
         let (mut reply, mut iopub, mut idle) = (None, Vec::new(), false);
         while reply.is_none() || !idle {
             match self.next(Channel::Shell, end).await {
@@ -228,8 +249,8 @@ impl Client {
         content: &Value,
         timeout: Duration,
     ) -> Result<Value, Error> {
-        let msg_id = self.send(channel, msg_type, content).await?;
         let end = TokioInstant::now() + timeout;
+        let msg_id = self.send_until(channel, msg_type, content, end).await?;
         loop {
             match self.next(channel, end).await {
                 Some((Source::Reply, m)) if m.parent_msg_id.as_deref() == Some(msg_id.as_str()) => {

@@ -97,10 +97,20 @@ pub fn frames(message: &ZmqMessage) -> Vec<&[u8]> {
 /// workers). Unconstrained, a write to a socket with room in its buffer completes in the same
 /// poll, so the lock is never held across a yield except for a peer that stops reading.
 pub(crate) async fn send<S: SocketSend>(socket: &mut S, frames: Vec<Vec<u8>>) -> bool {
+    send_until(socket, frames, tokio::time::Instant::now() + SEND_TIMEOUT).await
+}
+
+/// [`send`], waiting until `deadline` rather than [`SEND_TIMEOUT`]: for a client, whose every
+/// send belongs to a request with its own timeout.
+pub(crate) async fn send_until<S: SocketSend>(
+    socket: &mut S,
+    frames: Vec<Vec<u8>>,
+    deadline: tokio::time::Instant,
+) -> bool {
     let Some(message) = message(frames) else {
         return false;
     };
-    let sent = tokio::task::unconstrained(tokio::time::timeout(SEND_TIMEOUT, socket.send(message)));
+    let sent = tokio::task::unconstrained(tokio::time::timeout_at(deadline, socket.send(message)));
     matches!(sent.await, Ok(Ok(())))
 }
 
