@@ -950,6 +950,17 @@ impl Strangers {
 /// gigabytes in the launcher).
 pub(crate) const REGISTRATION_RCVHWM: i32 = 4;
 
+/// The registration socket's listen backlog (`ZMQ_BACKLOG`; libzmq's default is 100, and Linux
+/// caps it at `net.core.somaxconn`, 4096 by default).
+///
+/// When more connections arrive at once than the backlog holds, the OS drops the SYNs of the
+/// rest, and their clients try again only after TCP's initial retransmission timeout, one
+/// second. A fleet's kernels connect together, and so do a few hundred hostile connections:
+/// with the default, 300 flooding connections delayed the last of 20 kernels by that second
+/// (1.1 s to the last registration against 0.04 s alone; `bench/flood.py`). tokio's
+/// `TcpListener` (the tokio driver) listens with 1024.
+pub(crate) const REGISTRATION_BACKLOG: i32 = 4096;
+
 /// Binds a registration ROUTER on port 0; returns it and its port.
 fn bind_registration(
     ctx: &zmq::Context,
@@ -966,6 +977,9 @@ fn bind_registration(
     // socket buffers (libzmq stops reading its connection), not in our memory.
     router
         .set_rcvhwm(REGISTRATION_RCVHWM)
+        .map_err(|source| configure("registration", source))?;
+    router
+        .set_backlog(REGISTRATION_BACKLOG)
         .map_err(|source| configure("registration", source))?;
     let port = bind(&router, "registration", transport, ip, 0)?;
     Ok((router, port))
@@ -985,6 +999,35 @@ fn file_dir(options: &LaunchOptions) -> Result<PathBuf, Error> {
 mod tests {
     use super::*;
     use crate::temp::TempDir;
+
+    /// The registration socket listens with [`REGISTRATION_BACKLOG`] (as far as the OS allows),
+    /// not libzmq's 100: a burst of connections larger than the backlog has its excess SYNs
+    /// dropped, and those kernels connect a second later. Read with `ss` (iproute2), which
+    /// shows a listening socket's backlog as its Send-Q.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_registration_socket_listens_with_a_deep_backlog() {
+        let ctx = zmq::Context::new();
+        let (router, port) = bind_registration(&ctx, Transport::Tcp, "127.0.0.1").unwrap();
+        let somaxconn: i32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let out = std::process::Command::new("ss")
+            .args(["-Hltn", &format!("sport = :{port}")])
+            .output()
+            .expect("ss (iproute2) runs");
+        let listing = String::from_utf8_lossy(&out.stdout);
+        // State, Recv-Q, Send-Q (the backlog), local address, peer address.
+        let backlog: i32 = listing
+            .split_whitespace()
+            .nth(2)
+            .and_then(|q| q.parse().ok())
+            .unwrap_or_else(|| panic!("no listening socket on port {port}: {listing:?}"));
+        assert_eq!(backlog, REGISTRATION_BACKLOG.min(somaxconn), "{listing}");
+        drop(router);
+    }
 
     /// One connection sends 50 garbage messages while a launch waits: the registrar sees its
     /// first [`STRIKES`], the rest are dropped unverified; a second connection is still heard.
