@@ -45,6 +45,20 @@ impl Limits {
         max_frame_len: 64 * 1024,
         max_frames: 64,
     };
+
+    /// Limits for a registration socket that anyone on the host can reach: frames of 2 KiB, 16
+    /// frames.
+    ///
+    /// A real request is tiny: a REQ's is 8 frames with its routing id (the empty delimiter,
+    /// `<IDS|MSG>`, the signature, four parts), the largest its header, a few hundred bytes,
+    /// well under 1 KiB in all. Twice the frames leaves room for proxies. So a whole message
+    /// is at most 32 KiB, and a forgery costs at most 8 KiB of HMAC (its four signed parts)
+    /// per pending key. The drivers give the same frame bound to their ZeroMQ library, which
+    /// then disconnects a peer sending more before anything of it is kept.
+    pub const REGISTRATION: Self = Self {
+        max_frame_len: 2 * 1024,
+        max_frames: 16,
+    };
 }
 
 impl Default for Limits {

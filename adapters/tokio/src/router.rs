@@ -77,7 +77,7 @@ use zmtp::{Bounds, Decoder, Event};
 /// The longest frame body a peer may send: 2 KiB, as the zmq driver's `ZMQ_MAXMSGSIZE` on its
 /// registration socket (a real request's largest frame, its header, is a few hundred bytes),
 /// and the registrar's [`REGISTRATION_LIMITS`] frame bound.
-pub const MAX_FRAME: usize = 2 * 1024;
+pub const MAX_FRAME: usize = REGISTRATION_LIMITS.max_frame_len;
 
 /// The most frames in one message from a peer: 15, the registrar's bound (16, as the zmq
 /// driver's) less the routing id we put first. A REQ's request is 7 (the empty delimiter,
@@ -85,11 +85,8 @@ pub const MAX_FRAME: usize = 2 * 1024;
 pub const MAX_FRAMES: usize = REGISTRATION_LIMITS.max_frames - 1;
 
 /// What the launcher's registrar accepts of a message (the core checks it before any HMAC):
-/// frames of [`MAX_FRAME`], 16 frames with the routing id.
-pub const REGISTRATION_LIMITS: Limits = Limits {
-    max_frame_len: MAX_FRAME,
-    max_frames: 16,
-};
+/// [`Limits::REGISTRATION`], frames of [`MAX_FRAME`], 16 frames with the routing id.
+pub const REGISTRATION_LIMITS: Limits = Limits::REGISTRATION;
 
 /// The most bytes in one message from a peer (a real request is 1–2 KiB): what libzmq cannot
 /// bound, and what an endless multipart message breaks.

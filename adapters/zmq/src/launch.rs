@@ -883,24 +883,12 @@ pub(crate) fn only(
 }
 
 /// The largest frame the registration socket accepts (`ZMQ_MAXMSGSIZE`, and the registrar's
-/// [`Limits::max_frame_len`]): 2 KiB, some five times the largest frame of a real handshake
-/// request (its header, a few hundred bytes; a whole request is well under 1 KiB). A peer
-/// sending a larger frame is disconnected by libzmq before anything of it reaches the launcher.
-pub(crate) const REGISTRATION_MAX_FRAME: usize = 2 * 1024;
+/// bound: [`Limits::REGISTRATION`], 2 KiB). A peer sending a larger frame is disconnected by
+/// libzmq before anything of it reaches the launcher.
+pub(crate) const REGISTRATION_MAX_FRAME: usize = REGISTRATION_LIMITS.max_frame_len;
 
-/// The most frames a registration message may have: a REQ's routing id and empty delimiter,
-/// `<IDS|MSG>`, the signature and four parts are 8; twice that leaves room for proxies. With
-/// [`REGISTRATION_MAX_FRAME`] this bounds a whole message (32 KiB) and what one forgery costs
-/// to verify (its four signed parts, 8 KiB per pending key) before any HMAC: the core checks
-/// both before anything else.
-pub(crate) const REGISTRATION_MAX_FRAMES: usize = 16;
-
-/// The registrar's bounds on received messages; see [`REGISTRATION_MAX_FRAME`] and
-/// [`REGISTRATION_MAX_FRAMES`].
-const REGISTRATION_LIMITS: Limits = Limits {
-    max_frame_len: REGISTRATION_MAX_FRAME,
-    max_frames: REGISTRATION_MAX_FRAMES,
-};
+/// The registrar's bounds on received messages, checked by the core before any HMAC.
+const REGISTRATION_LIMITS: Limits = Limits::REGISTRATION;
 
 /// How many messages no launch's key verified a peer of the registration socket may send before
 /// it is no longer heard: a kernel sends one request per connection (a restarted kernel
