@@ -26,6 +26,7 @@ use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use jupyter_handshake::wire::Limits;
 use jupyter_handshake::{
     ConnectionFile, Dialect, Evidence, ExitStatus, Instant, KernelAction, KernelConfig,
     KernelEvent, KernelFile, KernelInput, KernelState, Key, LaunchConfig, LaunchId, LaunchMode,
@@ -303,9 +304,12 @@ impl Registrar {
     #[new]
     #[pyo3(signature = (ip = "127.0.0.1".to_string(), username = "launcher".to_string()))]
     fn new(ip: String, username: String) -> Self {
+        // Anyone on the host can reach the registration socket: its messages get the tight
+        // bounds (2 KiB frames, 16 frames), checked before any HMAC.
         let inner = jupyter_handshake::Registrar::new(RegistrarConfig {
             ip,
             username,
+            limits: Limits::REGISTRATION,
             ..RegistrarConfig::default()
         });
         Self {
@@ -673,6 +677,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Event>()?;
     m.add_function(wrap_pyfunction!(launch_mode, m)?)?;
     m.add_function(wrap_pyfunction!(mode_dialect, m)?)?;
+    // The registrar's frame bound, for the driver's `ZMQ_MAXMSGSIZE`.
+    m.add("REGISTRATION_MAX_FRAME", Limits::REGISTRATION.max_frame_len)?;
     let py = m.py();
     m.add("HandshakeError", py.get_type::<HandshakeError>())?;
     m.add("UsageError", py.get_type::<UsageError>())?;

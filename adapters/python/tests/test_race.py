@@ -12,7 +12,8 @@ KERNELS = 32
 
 
 async def launch_and_ready(runtime_dir, kernel_name):
-    """True if the kernel came up and answered kernel_info; False if the launch failed."""
+    """The kernel's manager and client, and whether it came up and answered kernel_info (False:
+    the launch failed). Shut it down with :func:`shut_down`."""
     # Where jupyter_server puts connection files, for both provisioners.
     path = runtime_dir / f"kernel-{uuid.uuid4()}.json"
     km = AsyncKernelManager(kernel_name=kernel_name, connection_file=str(path))
@@ -22,23 +23,32 @@ async def launch_and_ready(runtime_dir, kernel_name):
         kc = km.client()
         kc.start_channels()
         await kc.wait_for_ready(timeout=120)
-        return True
+        return km, kc, True
     except Exception as e:  # a lost race shows up as any of jupyter_client's launch errors
         print(f"{kernel_name}: {type(e).__name__}: {e}")
-        return False
-    finally:
-        if kc is not None:
-            kc.stop_channels()
-        if km.has_kernel:
-            await km.shutdown_kernel(now=True)
-        else:
-            await km.cleanup_resources()
+        return km, kc, False
+
+
+async def shut_down(km, kc):
+    if kc is not None:
+        kc.stop_channels()
+    if km.has_kernel:
+        await km.shutdown_kernel(now=True)
+    else:
+        await km.cleanup_resources()
 
 
 async def failures(runtime_dir, kernel_name):
-    with Thief(runtime_dir) as thief:
-        results = await asyncio.gather(*(launch_and_ready(runtime_dir, kernel_name) for _ in range(KERNELS)))
-    return results.count(False), thief
+    """Launches KERNELS kernels at once next to the thief; the thief stops before any of them
+    is shut down (a port freed by a kernel that is gone is no stolen port)."""
+    results = []
+    try:
+        with Thief(runtime_dir) as thief:
+            results = await asyncio.gather(
+                *(launch_and_ready(runtime_dir, kernel_name) for _ in range(KERNELS)))
+    finally:
+        await asyncio.gather(*(shut_down(km, kc) for km, kc, _ in results))
+    return [ok for _, _, ok in results].count(False), thief
 
 
 async def test_32_kernels_next_to_a_port_thief(runtime_dir, capsys):

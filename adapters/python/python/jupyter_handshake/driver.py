@@ -40,16 +40,42 @@ from typing import Callable, Optional
 import zmq
 import zmq.asyncio
 
-from ._core import Connection, Registrar
+from ._core import REGISTRATION_MAX_FRAME, Connection, Registrar
 
 log = logging.getLogger("jupyter_handshake")
 
 #: How often a pending launch's file and process are looked at (seconds).
 WATCH_INTERVAL = 0.005
 
-#: The largest frame the ROUTER accepts: the core's handshake limit (64 KiB); libzmq drops a
-#: peer that sends more before anything is allocated for it.
-MAX_FRAME = 64 * 1024
+# Anyone on the host can connect to the registration socket. These bound what a flood of
+# forged messages costs (README, "Security"; the Rust drivers use the same values):
+
+#: The largest frame the ROUTER accepts (``ZMQ_MAXMSGSIZE``): the core's registration limit,
+#: 2 KiB (a real request's largest frame, its header, is a few hundred bytes). libzmq
+#: disconnects a peer that sends more before anything of it is kept.
+MAX_FRAME = REGISTRATION_MAX_FRAME
+
+#: Complete messages libzmq queues per peer (``ZMQ_RCVHWM``). A kernel sends one request;
+#: libzmq's default, 1000, lets a few hundred flooding connections park gigabytes here. Past
+#: it libzmq stops reading that connection, and the backlog waits in the sender's buffers.
+RCVHWM = 4
+
+#: The listen backlog (``ZMQ_BACKLOG``; libzmq's default is 100, Linux caps it at
+#: ``net.core.somaxconn``). Connections past the backlog have their SYNs dropped and connect a
+#: second later: a fleet's kernels arriving next to a few hundred hostile connections.
+BACKLOG = 4096
+
+#: Messages of one peer (routing id) the core may reject before that peer is no longer heard:
+#: its further messages are dropped unverified. A kernel sends one request per connection.
+STRIKES = 4
+
+#: Peers whose strikes are remembered, oldest forgotten first.
+STRANGERS = 4096
+
+#: Messages taken from the socket (dropped ones included) before the receiver yields to the
+#: event loop: pyzmq hands over a queued message without suspending, so without this a flood
+#: would keep the loop from the deadlines, files and processes it also watches.
+BATCH = 64
 
 
 class LaunchFailed(RuntimeError):
@@ -215,8 +241,13 @@ class SharedRegistrar:
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME)
-        #: Hostile input counted, never logged with its bytes.
+        self._socket.setsockopt(zmq.RCVHWM, RCVHWM)
+        self._socket.setsockopt(zmq.BACKLOG, BACKLOG)
+        #: Hostile input counted, never logged with its bytes: messages the core rejected, and
+        #: messages dropped unverified from peers past their strikes.
         self.rejected = 0
+        self.ignored = 0
+        self._strikes: dict[bytes, int] = {}
         self._drain()  # asks to bind
         self._receiver = loop.create_task(self._receive())
 
@@ -316,7 +347,11 @@ class SharedRegistrar:
         self.feed(self.core.timeout)
 
     async def _receive(self) -> None:
+        taken = 0
         while True:
+            if taken >= BATCH:
+                taken = 0
+                await asyncio.sleep(0)
             try:
                 frames = await self._socket.recv_multipart()
             except asyncio.CancelledError:
@@ -326,8 +361,24 @@ class SharedRegistrar:
                     return
                 log.warning("registration socket: receive failed (%s)", e)
                 continue
+            taken += 1
+            peer = frames[0]
+            if self._strikes.get(peer, 0) >= STRIKES:
+                self.ignored += 1
+                continue
+            rejected = self.rejected
             try:
                 self.feed(self.core.received, frames)
             except Exception:  # e.g. a file that cannot be written: keep serving the others
                 log.exception("registration socket: handling a message failed")
+            if self.rejected > rejected:
+                self._strike(peer)
+
+    def _strike(self, peer: bytes) -> None:
+        """Counts a rejected message against `peer` (its routing id: libzmq's, never repeated
+        within a socket), within a record of at most :data:`STRANGERS` peers."""
+        strikes = self._strikes.pop(peer, 0) + 1
+        if len(self._strikes) >= STRANGERS:
+            del self._strikes[next(iter(self._strikes))]
+        self._strikes[peer] = strikes
 
