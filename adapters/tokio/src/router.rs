@@ -453,15 +453,14 @@ fn admit(stream: Stream, shared: &Arc<Shared>, tx: &mpsc::Sender<Incoming>) {
     let (writes, queued) = mpsc::channel(WRITE_QUEUE);
     let connection = Connection {
         id,
-        leave: Leave {
-            shared: Arc::clone(shared),
-            id,
-        },
+        shared: Arc::clone(shared),
         tx: tx.clone(),
         queued,
         places: Arc::new(Semaphore::new(PEER_QUEUE)),
     };
-    // Spawned under the lock: the task's `Leave` cannot run before its entry exists.
+    // Spawned under the lock: the task's `Leave` cannot run before its entry exists. (The
+    // `Leave` is made at the task's first poll: a runtime that is shutting down drops a new
+    // task inside `spawn`, here, and a `Leave` dropped then would wait for this lock.)
     let task = match stream {
         Stream::Tcp(s) => tokio::spawn(connection.serve(s)),
         #[cfg(unix)]
@@ -499,7 +498,7 @@ enum Closed {
 /// One connection's task.
 struct Connection {
     id: u64,
-    leave: Leave,
+    shared: Arc<Shared>,
     tx: mpsc::Sender<Incoming>,
     queued: mpsc::Receiver<Vec<u8>>,
     places: Arc<Semaphore>,
@@ -514,8 +513,15 @@ enum Step {
 
 impl Connection {
     async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut self, mut stream: S) {
+        // Removes the entry however the task ends from here on. A task dropped before its
+        // first poll has no `Leave`: whoever aborts a task removes its entry first (eviction,
+        // `drop_peer`, the router's drop), and a runtime shutting down drops the table too.
+        let _leave = Leave {
+            shared: Arc::clone(&self.shared),
+            id: self.id,
+        };
         let _closed = self.run(&mut stream).await;
-        // Dropping the stream closes the connection; `leave` removes the entry.
+        // Dropping the stream closes the connection; `_leave` removes the entry.
     }
 
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S) -> Closed {
@@ -540,7 +546,7 @@ impl Connection {
                             return closed;
                         }
                     }
-                    Ok(Some(Event::Ready)) => self.leave.shared.touch(self.id, true),
+                    Ok(Some(Event::Ready)) => self.shared.touch(self.id, true),
                     Ok(Some(Event::Ping(context))) => {
                         let mut pong = Vec::new();
                         zmtp::pong(&mut pong, &context);
@@ -587,7 +593,7 @@ impl Connection {
                         frames,
                         _place: place,
                     });
-                    self.leave.shared.touch(self.id, false);
+                    self.shared.touch(self.id, false);
                     in_a_row += 1;
                     if in_a_row >= MESSAGES_PER_WAKE {
                         in_a_row = 0;
@@ -616,6 +622,54 @@ mod tests {
     use zeromq::{DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
 
     const WAIT: Duration = Duration::from_secs(30);
+
+    /// A runtime shut down while its router admits connections ends. (A connection task that
+    /// a shutting-down runtime dropped inside `spawn`, under the peers lock, used to wait for
+    /// that same lock: both workers hung in `Leave::drop`, seen once in a flooded
+    /// `launch --count 50` of the tool's tokio build.)
+    #[test]
+    fn a_runtime_shut_down_while_connections_arrive_ends() {
+        for round in 0..50 {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let (router, incoming, port) = runtime
+                .block_on(Router::bind(Transport::Tcp, "127.0.0.1"))
+                .unwrap();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let connectors: Vec<_> = (0..2)
+                .map(|_| {
+                    let stop = Arc::clone(&stop);
+                    std::thread::spawn(move || {
+                        let mut held = Vec::new();
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) && held.len() < 200 {
+                            let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                            let timeout = Duration::from_millis(200);
+                            if let Ok(s) = std::net::TcpStream::connect_timeout(&to, timeout) {
+                                held.push(s);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(5));
+            let (done, ended) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                // The router outlives the runtime here, as a value a task still held would.
+                drop(runtime);
+                let _ = done.send(());
+                drop((router, incoming));
+            });
+            let ended = ended.recv_timeout(WAIT);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for c in connectors {
+                c.join().unwrap();
+            }
+            assert!(ended.is_ok(), "round {round}: the runtime's shutdown hung");
+        }
+    }
 
     async fn next(incoming: &mut mpsc::Receiver<Incoming>) -> Incoming {
         tokio::time::timeout(WAIT, incoming.recv())
