@@ -209,6 +209,11 @@ def run(binary, count, timeout, flood=None, hold=0.0, launcher=None, kernel=None
                 if port:
                     workers = flood(port, stop, used)
                     break
+        if time.monotonic() - start > timeout + hold + 60:
+            # A launcher that outlives every deadline by a minute is hung: say so, do not wait.
+            print(f"the launcher ran past its --timeout by 60 s: killed (pid {proc.pid})",
+                  file=sys.stderr)
+            proc.kill()
         time.sleep(0.005)
     wall = time.monotonic() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
