@@ -300,7 +300,7 @@ impl<S: Wrap> Fleet<S> {
         let mut registrar = Registrar::new(RegistrarConfig {
             transport: options.transport,
             ip: options.ip.clone(),
-            limits: REGISTRATION_LIMITS,
+            limits: Limits::REGISTRATION,
             ..RegistrarConfig::default()
         });
         let mut router = None;
@@ -882,13 +882,10 @@ pub(crate) fn only(
     Ok(launched)
 }
 
-/// The largest frame the registration socket accepts (`ZMQ_MAXMSGSIZE`, and the registrar's
-/// bound: [`Limits::REGISTRATION`], 2 KiB). A peer sending a larger frame is disconnected by
-/// libzmq before anything of it reaches the launcher.
-pub(crate) const REGISTRATION_MAX_FRAME: usize = REGISTRATION_LIMITS.max_frame_len;
-
-/// The registrar's bounds on received messages, checked by the core before any HMAC.
-const REGISTRATION_LIMITS: Limits = Limits::REGISTRATION;
+/// The largest frame the registration socket accepts (`ZMQ_MAXMSGSIZE`): the registrar's own
+/// bound, [`Limits::REGISTRATION`] (2 KiB, checked by the core before any HMAC). A peer sending
+/// a larger frame is disconnected by libzmq before anything of it reaches the launcher.
+pub(crate) const REGISTRATION_MAX_FRAME: usize = Limits::REGISTRATION.max_frame_len;
 
 /// How many messages no launch's key verified a peer of the registration socket may send before
 /// it is no longer heard: a kernel sends one request per connection (a restarted kernel

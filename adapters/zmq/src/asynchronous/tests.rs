@@ -14,7 +14,8 @@ use serde_json::json;
 
 use super::{Client, launch, start_kernel};
 use crate::blocking::testkit::{
-    CLASSIC_TRIES, Guard, HandLauncher, Seen, helper_kernel_argv, observe, options,
+    CLASSIC_TRIES, Guard, HandLauncher, Seen, answers_or_races, helper_kernel_argv, observe,
+    options,
 };
 use crate::client::Channel;
 use crate::error::{Error, LaunchError};
@@ -117,27 +118,6 @@ fn the_async_kernel_side_registers_in_the_upstream_dialect() {
     });
 }
 
-/// Whether a launched kernel answers `kernel_info` (`true`) or exits first (`false`); see
-/// [`CLASSIC_TRIES`] (the helper kernel exits when a bind fails).
-async fn answers_or_exits(ctx: &zmq::Context, launched: &mut Guard) -> bool {
-    let mut client = Client::connect(ctx, &launched.0.connection).unwrap();
-    for _ in 0..30 {
-        match client.wait_for_ready(Duration::from_secs(1)).await {
-            Ok(_) => return true,
-            Err(Error::Timeout { .. }) => {}
-            Err(e) => panic!("waiting for kernel_info: {e}"),
-        }
-        if let Some(status) = launched.0.child.try_wait().unwrap() {
-            assert!(
-                !status.success(),
-                "a kernel that exits before it answers failed"
-            );
-            return false;
-        }
-    }
-    panic!("the kernel neither answered nor exited within 30 s");
-}
-
 #[test]
 fn classic_mode_writes_a_connection_file_and_the_kernel_binds_it() {
     on_both_executors(|| async {
@@ -153,7 +133,9 @@ fn classic_mode_writes_a_connection_file_and_the_kernel_binds_it() {
             let mut launched = Guard(launched.unwrap());
             assert_eq!(launched.0.evidence, Evidence::Classic);
             assert_eq!(launched.0.registered_after, Duration::ZERO);
-            if answers_or_exits(&ctx, &mut launched).await {
+            // The probe is the blocking one (the helper kernel exits when a bind fails); the
+            // async client is what `use_and_shut_down` exercises.
+            if answers_or_races(&ctx, &mut launched.0, &|| false) {
                 use_and_shut_down(&ctx, &mut launched).await;
                 return;
             }

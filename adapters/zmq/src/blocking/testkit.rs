@@ -152,14 +152,6 @@ pub(crate) fn collect(mut from: impl std::io::Read + Send + 'static) -> Arc<Mute
         while let Ok(n @ 1..) = from.read(&mut buf) {
             let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
             sink.push_str(&String::from_utf8_lossy(&buf[..n]));
-            // Bounded: only the tail matters.
-            if sink.len() > 64 * 1024 {
-                let cut = sink.len() - 32 * 1024;
-                let cut = (cut..sink.len())
-                    .find(|&i| sink.is_char_boundary(i))
-                    .unwrap_or(0);
-                sink.drain(..cut);
-            }
         }
     });
     text
