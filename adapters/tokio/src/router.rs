@@ -63,7 +63,7 @@ use bytes::{Bytes, BytesMut};
 use jupyter_handshake::Transport;
 use jupyter_handshake::wire::Limits;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
@@ -111,6 +111,12 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Connections at once. At the cap, a new connection evicts the established one that has been
 /// idle longest if it has been idle for [`IDLE_EVICT`]; otherwise the new one is closed.
 pub const MAX_CONNECTIONS: usize = 1024;
+
+/// The listen backlog of a tcp registration socket (Linux caps it at `net.core.somaxconn`, 4096
+/// by default; tokio's `TcpListener::bind` gives 128). Connections past the backlog have their
+/// SYNs dropped and connect a second later: a fleet's kernels arriving next to a few hundred
+/// hostile connections. The same as the zmq driver's.
+pub const BACKLOG: u32 = 4096;
 
 /// How long an established connection must have been idle to be evicted at the cap.
 pub const IDLE_EVICT: Duration = Duration::from_secs(1);
@@ -351,7 +357,7 @@ async fn listen(transport: Transport, ip: &str) -> Result<(Listener, u16, Option
                 .strip_prefix('[')
                 .and_then(|h| h.strip_suffix(']'))
                 .unwrap_or(ip);
-            let listener = TcpListener::bind((host, 0)).await.map_err(fail)?;
+            let listener = listen_tcp(host).await.map_err(fail)?;
             let port = listener.local_addr().map_err(fail)?.port();
             Ok((Listener::Tcp(listener), port, None))
         }
@@ -366,6 +372,31 @@ async fn listen(transport: Transport, ip: &str) -> Result<(Listener, u16, Option
             reason: "ipc registration sockets need Unix (tokio serves no AF_UNIX sockets on Windows); use tcp",
         }),
     }
+}
+
+/// Binds `host`, port 0, with [`BACKLOG`]: the first of its addresses that binds, as
+/// `TcpListener::bind` would (it too sets `SO_REUSEADDR` on Unix, never on Windows, where it
+/// would let another socket take the port).
+async fn listen_tcp(host: &str) -> io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, 0)).await? {
+        let bound = (|| {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            #[cfg(unix)]
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(BACKLOG)
+        })();
+        match bound {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address")))
 }
 
 /// How many claimed ipc paths a bind tries before giving up (a path is only taken between the
@@ -622,6 +653,33 @@ mod tests {
     use zeromq::{DealerSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
 
     const WAIT: Duration = Duration::from_secs(30);
+
+    /// A tcp registration socket listens with [`BACKLOG`] (as far as the OS allows), not
+    /// tokio's 128. Read with `ss` (iproute2), which shows a listening socket's backlog as its
+    /// Send-Q.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_registration_socket_listens_with_a_deep_backlog() {
+        let (router, _incoming, port) = Router::bind(Transport::Tcp, "127.0.0.1").await.unwrap();
+        let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let out = std::process::Command::new("ss")
+            .args(["-Hltn", &format!("sport = :{port}")])
+            .output()
+            .expect("ss (iproute2) runs");
+        let listing = String::from_utf8_lossy(&out.stdout);
+        // State, Recv-Q, Send-Q (the backlog), local address, peer address.
+        let backlog: u32 = listing
+            .split_whitespace()
+            .nth(2)
+            .and_then(|q| q.parse().ok())
+            .unwrap_or_else(|| panic!("no listening socket on port {port}: {listing:?}"));
+        assert_eq!(backlog, BACKLOG.min(somaxconn), "{listing}");
+        drop(router);
+    }
 
     /// A runtime shut down while its router admits connections ends. (A connection task that
     /// a shutting-down runtime dropped inside `spawn`, under the peers lock, used to wait for
